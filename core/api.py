@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from django.http import HttpRequest
+from ninja import Router
+
+from core.envelope import Envelope, ErrorEnvelope, error_payload, ok
+from core.errors import ErrorCode
+from core.health import Health, health_check
+
+router = Router(tags=["platform"])
+
+
+@router.get(
+    "/health",
+    auth=None,
+    response={200: Envelope[Health], 503: ErrorEnvelope},
+    summary="Health of the database, broker and cache",
+)
+async def health(request: HttpRequest) -> tuple[int, object]:
+    result = await health_check()
+    if result.status == "ok":
+        return 200, ok(result)
+    down = [name for name, c in result.components.items() if c.status == "down"]
+    return 503, error_payload(
+        ErrorCode.SERVICE_UNAVAILABLE,
+        f"Unavailable: {', '.join(down)}.",
+        details={"down": down},
+        data=result.model_dump(),
+    )

@@ -1,0 +1,78 @@
+"""Pagination for list endpoints: keyset cursors (stable under inserts) or plain offsets.
+
+Lists are ordered newest first by ``(created_at, id)``. A cursor is an opaque token holding the
+last row's key; pass it back as ``cursor`` for the next page. ``offset`` is there for clients
+that want page numbers, and also reports ``total``.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any, TypeVar
+
+import orjson
+from django.db.models import Model, Q, QuerySet
+from ninja import Schema
+from pydantic import Field, model_validator
+
+from core.envelope import PaginationMeta
+from core.errors import ValidationFailed
+
+M = TypeVar("M", bound=Model)
+
+
+class PageParams(Schema):
+    limit: int = Field(50, ge=1, le=200, description="Rows per page (1-200).")
+    cursor: str | None = Field(
+        None, description="`meta.pagination.next_cursor` of the previous page."
+    )
+    offset: int | None = Field(None, ge=0, description="Rows to skip; instead of `cursor`.")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> PageParams:
+        if self.cursor is not None and self.offset is not None:
+            raise ValueError("pass either cursor or offset, not both")
+        return self
+
+
+def encode_cursor(created_at: datetime, pk: Any) -> str:
+    raw = orjson.dumps([created_at.isoformat(), str(pk)])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, pk = orjson.loads(raw)
+        return datetime.fromisoformat(created), str(pk)
+    except (ValueError, TypeError) as exc:
+        raise ValidationFailed(
+            "The cursor is not valid.", details={"fields": {"cursor": "invalid cursor"}}
+        ) from exc
+
+
+async def paginate(queryset: QuerySet[M], params: PageParams) -> tuple[list[M], PaginationMeta]:
+    """One page of ``queryset`` (newest first) and its ``meta.pagination``."""
+    ordered = queryset.order_by("-created_at", "-pk")
+    total: int | None = None
+    if params.cursor is not None:
+        created_at, pk = decode_cursor(params.cursor)
+        ordered = ordered.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, pk__lt=pk))
+    elif params.offset is not None:
+        total = await queryset.acount()
+        ordered = ordered[params.offset :]
+    rows = [row async for row in ordered[: params.limit + 1]]
+    has_more = len(rows) > params.limit
+    rows = rows[: params.limit]
+    next_cursor = None
+    if has_more and rows:
+        last = rows[-1]
+        next_cursor = encode_cursor(last.created_at, last.pk)  # type: ignore[attr-defined]
+    return rows, PaginationMeta(
+        limit=params.limit,
+        offset=params.offset,
+        next_cursor=next_cursor,
+        has_more=has_more,
+        total=total,
+    )
