@@ -28,12 +28,5 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
     timezone="UTC",
-    beat_schedule={
-        "worker-heartbeat": {
-            "task": "core.heartbeat",
-            "schedule": 30.0,
-            "options": {"expires": 25},
-        },
-    },
 )
 app.autodiscover_tasks()

@@ -7,6 +7,7 @@ only (messages can hold connection strings with passwords).
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -46,6 +47,12 @@ def _broker_ping() -> None:
     from config.celery import app
 
     with app.connection_for_write() as conn:
+        if conn.transport_cls == "filesystem":
+            # The embedded broker is a folder: up means the worker can read and write it.
+            folder = conn.transport_options["data_folder_in"]
+            if not os.access(folder, os.R_OK | os.W_OK):
+                raise FileNotFoundError("broker folder missing or not writable")
+            return
         conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
         conn.default_channel  # noqa: B018 - opening a channel talks to the broker (Redis PINGs)
 

@@ -1,0 +1,49 @@
+# The two commands: `make run` (the whole platform on embedded defaults) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# uv when present, pip otherwise; both install the pinned requirements into .venv.
+INSTALL = if command -v uv >/dev/null 2>&1; then uv pip install -q --python $(BIN)/python -r $(1); \
+          else $(BIN)/python -m pip install -q --disable-pip-version-check -r $(1); fi
+
+.PHONY: run test lint typecheck pytest clean
+
+$(BIN)/python:
+	@if command -v uv >/dev/null 2>&1; then uv venv -q $(VENV); else $(PYTHON) -m venv $(VENV); fi
+
+$(VENV)/.installed: requirements.txt | $(BIN)/python
+	@$(call INSTALL,requirements.txt)
+	@touch $@
+
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/python
+	@$(call INSTALL,requirements-dev.txt)
+	@touch $@ $(VENV)/.installed
+
+## run: web (uvicorn), Celery worker and beat in the foreground; Ctrl-C stops all three.
+run: export DEBUG ?= true
+run: export SWITCHBOARD_PORT ?= 8000
+run: export PUBLIC_URL ?= http://127.0.0.1:$(SWITCHBOARD_PORT)
+run: $(VENV)/.installed
+	@$(BIN)/python manage.py migrate --noinput -v0
+	@$(BIN)/python manage.py collectstatic --noinput -v0
+	@$(BIN)/python manage.py bootstrap_demo
+	@$(BIN)/python manage.py runstack
+
+## test: ruff, mypy and the whole pytest suite, on PostgreSQL and Redis (local defaults below).
+test: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+test: export REDIS_URL ?= redis://127.0.0.1:6379/9
+test: $(VENV)/.installed-dev lint typecheck pytest
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy .
+
+pytest: $(VENV)/.installed-dev
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache
