@@ -49,7 +49,7 @@ def _broker_ping() -> None:
     with app.connection_for_write() as conn:
         if conn.transport_cls == "filesystem":
             # The embedded broker is a folder: up means the worker can read and write it.
-            folder = conn.transport_options["data_folder_in"]
+            folder = (conn.transport_options or {}).get("data_folder_in", "")
             if not os.access(folder, os.R_OK | os.W_OK):
                 raise FileNotFoundError("broker folder missing or not writable")
             return
