@@ -5,12 +5,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import honcho.manager
+import honcho.manager  # type: ignore[import-untyped]
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
-from honcho.environ import parse_procfile
-from honcho.manager import Manager
-from honcho.printer import Printer
+from honcho.environ import parse_procfile  # type: ignore[import-untyped]
+from honcho.manager import Manager  # type: ignore[import-untyped]
+from honcho.printer import Printer  # type: ignore[import-untyped]
 
 # honcho SIGKILLs a process still alive 5 s after SIGTERM; a Celery worker finishing its
 # current task on the filesystem broker needs longer than that to stop cleanly.
