@@ -9,7 +9,7 @@ import honcho.manager  # type: ignore[import-untyped]
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from honcho.environ import parse_procfile  # type: ignore[import-untyped]
-from honcho.manager import Manager  # type: ignore[import-untyped]
+from honcho.manager import Manager
 from honcho.printer import Printer  # type: ignore[import-untyped]
 
 # honcho SIGKILLs a process still alive 5 s after SIGTERM; a Celery worker finishing its
