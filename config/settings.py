@@ -194,6 +194,7 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # servestatic warns on every start without it
 SERVESTATIC_USE_FINDERS = DEBUG
 SERVESTATIC_AUTOREFRESH = DEBUG
 
@@ -220,13 +221,12 @@ CONNECT_SESSION_MAX_TTL_SECONDS = 30 * 60
 HEALTH_CHECK_TIMEOUT_SECONDS = 3.0
 
 # Logging: JSON lines in production, readable lines in development; every line carries the
-# request id, organisation and user from core.context.
+# request id, organisation and user from core.context (core.logging's record factory).
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOG_FORMAT = env_str("LOG_FORMAT", "console" if DEBUG else "json")
 LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "core.logging.ContextFilter"}},
     "formatters": {
         "json": {"()": "core.logging.JsonFormatter"},
         "console": {"()": "core.logging.ConsoleFormatter"},
@@ -235,7 +235,6 @@ LOGGING: dict[str, Any] = {
         "default": {
             "class": "logging.StreamHandler",
             "formatter": LOG_FORMAT,
-            "filters": ["context"],
         }
     },
     "root": {"handlers": ["default"], "level": LOG_LEVEL},

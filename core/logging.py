@@ -21,12 +21,24 @@ _STANDARD_ATTRS = frozenset(
 )
 
 
-class ContextFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
+def install_context_record_factory() -> None:
+    """Stamp every log record with the request id, organisation and user at creation.
+
+    A record factory (not a handler filter) so every handler sees them, test capture included.
+    """
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "switchboard_context", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
         record.request_id = request_id_var.get()
         record.organization_id = organization_id_var.get()
         record.user_id = user_id_var.get()
-        return True
+        return record
+
+    factory.switchboard_context = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
 
 
 def _extra_fields(record: logging.LogRecord) -> dict[str, Any]:
