@@ -11,7 +11,6 @@ from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
-from ninja.throttling import AnonRateThrottle, AuthRateThrottle
 
 from accounts.api import router as accounts_router
 from accounts.auth import ApiKeyAuth, SessionAuth
@@ -20,6 +19,7 @@ from core.context import current_request_id
 from core.envelope import app_error_response, error_response
 from core.errors import AppError, ErrorCode, code_for_status
 from core.renderers import OrjsonRenderer
+from core.throttling import AnonThrottle, CallerThrottle
 
 logger = logging.getLogger("switchboard.api")
 
@@ -35,8 +35,8 @@ api = NinjaAPI(
     renderer=OrjsonRenderer(),
     auth=[ApiKeyAuth(), SessionAuth()],
     throttle=[
-        AnonRateThrottle(settings.API_THROTTLE_ANON_RATE),
-        AuthRateThrottle(settings.API_THROTTLE_AUTH_RATE),
+        AnonThrottle(settings.API_THROTTLE_ANON_RATE),
+        CallerThrottle(settings.API_THROTTLE_AUTH_RATE),
     ],
     docs_url="/docs",
     openapi_url="/openapi.json",
