@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from django.test import Client
+
+from accounts.keys import prefix_of
+from accounts.models import ApiKey, AuditEvent, Organization, Role
+from tests.conftest import new_key
+from tests.factories import make_membership, make_user
+
+
+def staff_client() -> Client:
+    client = Client()
+    client.force_login(make_user(is_staff=True, is_superuser=True))
+    return client
+
+
+def test_admin_pages_render_and_never_show_key_material(org: Organization) -> None:
+    key = new_key(org, "deploy key")
+    api_key = ApiKey.objects.get()
+    make_membership(organization=org, role=Role.ADMIN)
+    client = staff_client()
+    pages = [
+        "/admin/",
+        "/admin/accounts/user/",
+        "/admin/accounts/user/add/",
+        "/admin/accounts/organization/",
+        f"/admin/accounts/organization/{org.pk}/change/",
+        "/admin/accounts/apikey/",
+        f"/admin/accounts/apikey/{api_key.pk}/change/",
+        "/admin/accounts/auditevent/",
+        "/admin/accounts/apikey/?q=deploy",
+        "/admin/accounts/auditevent/?action=api_key.created",
+    ]
+    for page in pages:
+        response = client.get(page)
+        assert response.status_code == 200, page
+        body = response.content.decode()
+        assert key not in body, page
+        assert api_key.key_hash not in body, page
+    listing = client.get("/admin/accounts/apikey/").content.decode()
+    assert prefix_of(key) in listing
+    assert client.get("/admin/accounts/apikey/add/").status_code == 403
+
+
+def test_revoke_action_revokes_and_audits(org: Organization) -> None:
+    key = new_key(org)
+    api_key = ApiKey.objects.get()
+    client = staff_client()
+    response = client.post(
+        "/admin/accounts/apikey/",
+        {"action": "revoke", "_selected_action": [str(api_key.pk)]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "Revoked 1 key(s)." in response.content.decode()
+    api_key.refresh_from_db()
+    assert api_key.revoked_at is not None
+    event = AuditEvent.objects.get(action="api_key.revoked")
+    assert event.actor_user is not None
+    assert event.actor_user.is_staff
+    from tests.conftest import Api
+
+    assert Api(key=key).get("/api/v1/me").status_code == 401
+
+
+def test_admin_is_for_staff_only(org: Organization) -> None:
+    client = Client()
+    client.force_login(make_membership(organization=org, role=Role.OWNER).user)
+    response = client.get("/admin/accounts/apikey/")
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
