@@ -38,7 +38,7 @@ def test_admin_pages_render_and_never_show_key_material(org: Organization) -> No
         assert key not in body, page
         assert api_key.key_hash not in body, page
     listing = client.get("/admin/accounts/apikey/").content.decode()
-    assert prefix_of(key) in listing
+    assert (prefix_of(key) or "missing") in listing
     assert client.get("/admin/accounts/apikey/add/").status_code == 403
 
 
