@@ -32,7 +32,12 @@ def test_broker_down_is_503_naming_it(anon: Api, monkeypatch: pytest.MonkeyPatch
 
 
 def test_cache_down_is_503(anon: Api) -> None:
-    dead = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": DEAD_REDIS}}
+    dead = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": DEAD_REDIS,
+        }
+    }
     with override_settings(CACHES=dead):
         body = assert_envelope_error(anon.get("/api/v1/health"), 503, "service_unavailable")
     assert body["error"]["details"] == {"down": ["cache"]}

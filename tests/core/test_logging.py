@@ -15,7 +15,9 @@ def make_record(message: str, **extra: object) -> logging.LogRecord:
             "switchboard.test", logging.INFO, __file__, 1, message, (), None, extra=extra
         )
     finally:
-        for var, token in zip((request_id_var, organization_id_var, user_id_var), tokens, strict=True):
+        for var, token in zip(
+            (request_id_var, organization_id_var, user_id_var), tokens, strict=True
+        ):
             var.reset(token)
     return record
 

@@ -27,7 +27,10 @@ def test_openapi_documents_every_operation_with_the_envelope(db: None) -> None:
                 assert err_ref.endswith("/ErrorEnvelope"), (path, method, status)
     codes = schemas["ErrorBody"]["properties"]["code"]
     assert "$ref" in codes or "enum" in codes  # the stable codes are listed
-    assert "BearerAuth" in str(doc["components"]["securitySchemes"]) or doc["components"]["securitySchemes"]
+    assert (
+        "BearerAuth" in str(doc["components"]["securitySchemes"])
+        or doc["components"]["securitySchemes"]
+    )
 
 
 def test_docs_page_is_served(anon: Api) -> None:

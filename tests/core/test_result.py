@@ -39,7 +39,11 @@ def test_ok_none_is_still_ok() -> None:
 
 
 def test_errors_have_stable_codes_statuses_and_retryability() -> None:
-    assert (NotFound.code, NotFound.status, NotFound().retryable) == (ErrorCode.NOT_FOUND, 404, False)
+    assert (NotFound.code, NotFound.status, NotFound().retryable) == (
+        ErrorCode.NOT_FOUND,
+        404,
+        False,
+    )
     assert ProviderUnavailable().retryable
     assert ProviderUnavailable(retryable=False).retryable is False
     for code, cls in ERRORS_BY_CODE.items():

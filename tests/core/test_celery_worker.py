@@ -1,0 +1,97 @@
+"""A task through a real Celery worker process on Redis: broker in, Django's Redis cache out."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import redis
+
+from config.celery import app  # the test process's app: REDIS_URL is its broker too
+from core.tasks import HEARTBEAT_KEY
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.live
+
+
+def tail(log: Path, lines: int = 40) -> str:
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return "\n--- worker output (tail) ---\n" + "\n".join(text.splitlines()[-lines:])
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (warm shutdown), then SIGKILL the whole group if it lingers."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def test_heartbeat_task_runs_on_a_real_worker(tmp_path: Path) -> None:
+    if not os.environ.get("REDIS_URL"):
+        pytest.skip("REDIS_URL is not set: this test needs a Redis broker and cache")
+    queue = f"test-{uuid.uuid4().hex}"
+    prefix = str(uuid.uuid4())
+    key = f"{prefix}:1:{HEARTBEAT_KEY}"
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    log = tmp_path / "worker.log"
+    env = os.environ | {"CACHE_KEY_PREFIX": prefix, "SWITCHBOARD_VAR_DIR": str(tmp_path)}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(  # noqa: S603 - our own venv's celery, fixed arguments
+            [
+                str(ROOT / ".venv/bin/celery"),
+                *("-A", "config", "worker", "-Q", queue, "--pool", "solo"),
+                *("--concurrency", "1", "--without-gossip", "--without-mingle"),
+                *("--loglevel", "INFO"),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        # Wait for the worker to declare its queue (a name not in task_queues: Celery
+        # creates it), so the message is not published before the queue is bound.
+        deadline = time.monotonic() + 30
+        while "ready." not in log.read_text(errors="replace"):
+            assert proc.poll() is None, f"worker exited ({proc.returncode}){tail(log)}"
+            assert time.monotonic() < deadline, f"worker not ready within 30 s{tail(log)}"
+            time.sleep(0.2)
+        assert f".> {queue}" in log.read_text(errors="replace"), tail(log)
+
+        app.send_task("core.heartbeat", queue=queue)
+
+        raw = None
+        deadline = time.monotonic() + 30
+        while raw is None and time.monotonic() < deadline:
+            assert proc.poll() is None, f"worker exited ({proc.returncode}){tail(log)}"
+            raw = client.get(key)
+            if raw is None:
+                time.sleep(0.2)
+        assert isinstance(raw, bytes), f"no {key!r} in Redis within 30 s{tail(log)}"
+        beat_at = datetime.fromisoformat(pickle.loads(raw))  # noqa: S301 - our own cache value
+        assert timedelta(0) <= datetime.now(UTC) - beat_at < timedelta(minutes=1), beat_at
+    finally:
+        stop(proc)
+        client.delete(
+            key,
+            queue,  # the queue's list, if anything was left in it
+            f"_kombu.binding.{queue}",
+            f"_kombu.binding_permanent.{queue}",
+        )
+        client.close()
+    assert proc.returncode == 0, f"worker did not stop cleanly ({proc.returncode}){tail(log)}"
