@@ -4,7 +4,7 @@ import uuid
 
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest
-from ninja import Query, Router
+from ninja import Query, Router, Status
 
 from core.envelope import Envelope, api_responses, ok
 from core.errors import NotFound
@@ -61,7 +61,7 @@ async def api_keys_list(request: HttpRequest, page: Query[PageParams]) -> Envelo
 )
 async def api_keys_create(
     request: HttpRequest, body: ApiKeyCreateIn
-) -> tuple[int, Envelope[ApiKeyCreatedOut]]:
+) -> Status[Envelope[ApiKeyCreatedOut]]:
     p = principal_of(request)
     p.require_manager()
     created = await sync_to_async(api_key_create)(
@@ -69,7 +69,7 @@ async def api_keys_create(
     )
     api_key = await api_key_list(organization_id=p.organization_id).aget(pk=created.api_key.pk)
     out = ApiKeyCreatedOut(**ApiKeyOut.of(api_key).model_dump(), key=created.secret)
-    return 201, ok(out)
+    return Status(201, ok(out))
 
 
 @router.delete(
@@ -97,7 +97,7 @@ async def api_keys_revoke(request: HttpRequest, key_id: str) -> Envelope[ApiKeyO
 )
 async def connect_sessions_create(
     request: HttpRequest, body: ConnectSessionCreateIn
-) -> tuple[int, Envelope[ConnectSessionOut]]:
+) -> Status[Envelope[ConnectSessionOut]]:
     p = principal_of(request)
     issued = await sync_to_async(connect_session_issue)(
         organization_id=p.organization_id,
@@ -106,10 +106,13 @@ async def connect_sessions_create(
         ttl_seconds=body.ttl_seconds,
         actor=p.actor,
     )
-    return 201, ok(
-        ConnectSessionOut(
-            token=issued.token,
-            expires_at=issued.claims.expires_at,
-            providers=issued.claims.providers,
-        )
+    return Status(
+        201,
+        ok(
+            ConnectSessionOut(
+                token=issued.token,
+                expires_at=issued.claims.expires_at,
+                providers=issued.claims.providers,
+            )
+        ),
     )

@@ -52,7 +52,7 @@ class IssuedConnectSession:
 
 
 def _signing_key() -> bytes:
-    return salted_hmac("switchboard.connect_session", "signing-key").digest()
+    return salted_hmac("switchboard.connect_session", "signing-key", algorithm="sha256").digest()
 
 
 def connect_session_issue(

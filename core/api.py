@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.http import HttpRequest
-from ninja import Router
+from ninja import Router, Status
 
 from core.envelope import Envelope, ErrorEnvelope, error_payload, ok
 from core.errors import ErrorCode
@@ -16,14 +16,17 @@ router = Router(tags=["platform"])
     response={200: Envelope[Health], 503: ErrorEnvelope},
     summary="Health of the database, broker and cache",
 )
-async def health(request: HttpRequest) -> tuple[int, object]:
+async def health(request: HttpRequest) -> Status[object]:
     result = await health_check()
     if result.status == "ok":
-        return 200, ok(result)
+        return Status(200, ok(result))
     down = [name for name, c in result.components.items() if c.status == "down"]
-    return 503, error_payload(
-        ErrorCode.SERVICE_UNAVAILABLE,
-        f"Unavailable: {', '.join(down)}.",
-        details={"down": down},
-        data=result.model_dump(),
+    return Status(
+        503,
+        error_payload(
+            ErrorCode.SERVICE_UNAVAILABLE,
+            f"Unavailable: {', '.join(down)}.",
+            details={"down": down},
+            data=result.model_dump(),
+        ),
     )

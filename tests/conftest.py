@@ -1,10 +1,18 @@
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from django.db import connection
 from django.test import Client
 
 from accounts.audit import Actor
@@ -91,3 +99,72 @@ def assert_envelope_ok(response: Any, status: int = 200) -> Any:
     assert body["error"] is None
     assert body["meta"]["request_id"] == response["X-Request-ID"]
     return body["data"]
+
+
+@dataclass
+class LiveServer:
+    url: str
+    log: Path
+
+    def tail(self, lines: int = 40) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n--- server output (tail) ---\n" + "\n".join(text.splitlines()[-lines:])
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def asgi_server(transactional_db: None, tmp_path: Path) -> Iterator[LiveServer]:
+    """Switchboard under uvicorn (as in production), on this test run's database.
+
+    The test's rows are committed (transactional_db), so the server sees them and the test
+    sees the server's writes.
+    """
+    port = _free_port()
+    db_url = os.environ.get("DATABASE_URL", "")
+    test_db = connection.settings_dict["NAME"]
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    if db_url:
+        env["DATABASE_URL"] = db_url.rsplit("/", 1)[0] + f"/{test_db}"
+    else:  # the embedded SQLite default: the test database is a file too
+        env["DATABASE_URL"] = f"sqlite:///{test_db}"
+    env |= {"SWITCHBOARD_VAR_DIR": str(tmp_path / "var"), "DEBUG": "false"}
+    env |= {"SESSION_COOKIE_SECURE": "false", "CSRF_COOKIE_SECURE": "false"}
+    log = tmp_path / "uvicorn.log"
+    root = Path(__file__).resolve().parents[1]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(  # noqa: S603 - our own venv's uvicorn, fixed arguments
+            [
+                str(root / ".venv/bin/uvicorn"),
+                "config.asgi:application",
+                *("--host", "127.0.0.1", "--port", str(port), "--lifespan", "off"),
+            ],
+            cwd=root,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = LiveServer(url=f"http://127.0.0.1:{port}", log=log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, f"uvicorn exited ({proc.returncode}){server.tail()}"
+            assert time.monotonic() < deadline, f"uvicorn not up within 30 s{server.tail()}"
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        yield server
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)

@@ -74,7 +74,7 @@ def test_tampered_or_foreign_tokens_are_invalid(org: Organization) -> None:
             "iat": 0,
             "jti": str(uuid.uuid4()),
         },
-        "some other key",
+        "some other key of thirty-two bytes!",
         algorithm="HS256",
     )
     unsigned = jwt.encode({"sub": str(org.pk)}, key="", algorithm="none")

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 CHROMIUM = (
     os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/lib/chromium/chromium"
@@ -46,3 +47,7 @@ def browser_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[ob
         finally:
             context.close()
             browser.close()
+            # ORM calls made while Playwright's loop runs get connections of their own
+            # (asgiref's context-local handler); close them here or the test database
+            # cannot be dropped at the end of the run.
+            connections.close_all()

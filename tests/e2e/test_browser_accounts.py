@@ -7,16 +7,17 @@ from typing import Any
 import pytest
 
 from accounts.models import ApiKey, Membership, Role, User
+from tests.conftest import LiveServer
 
 PASSWORD = "a-long pass phrase"
 
 
 @pytest.mark.live
 def test_sign_up_sign_in_and_use_the_api_from_the_browser(
-    live_server: Any, browser_page: Any
+    asgi_server: LiveServer, browser_page: Any
 ) -> None:
     page = browser_page
-    base = live_server.url
+    base = asgi_server.url
 
     page.goto(f"{base}/accounts/signup/")
     page.fill("input[name=email]", "grace@example.com")
