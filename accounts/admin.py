@@ -1,15 +1,24 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import BaseUserCreationForm
 from django.contrib.auth.forms import UserChangeForm as BaseUserChangeForm
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
+from django.forms import ModelForm
 from django.http import HttpRequest
 
 from .audit import Actor
-from .models import ApiKey, AuditEvent, Membership, Organization, User
-from .services import api_key_revoke
+from .models import ApiKey, AuditEvent, Membership, Organization, Role, User
+from .services import (
+    api_key_revoke,
+    membership_remove,
+    membership_set,
+    organization_create,
+    organization_update,
+)
 
 
 def _actor(request: HttpRequest) -> Actor:
@@ -59,11 +68,60 @@ class MembershipInline(admin.TabularInline[Membership, Organization]):
 
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin[Organization]):
-    list_display = ("name", "slug", "created_at")
-    search_fields = ("name", "slug")
+    """Edits go through the services so that every change leaves an audit event."""
+
+    list_display = ("name", "slug", "member_count", "created_at")
+    search_fields = ("name", "slug", "memberships__user__email")
     prepopulated_fields = {"slug": ("name",)}
     readonly_fields = ("id", "created_at")
     inlines = (MembershipInline,)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Organization]:
+        return super().get_queryset(request).annotate(member_total=Count("memberships"))
+
+    @admin.display(description="members", ordering="member_total")
+    def member_count(self, obj: Organization) -> int:
+        return int(getattr(obj, "member_total", 0))
+
+    def save_model(
+        self, request: HttpRequest, obj: Organization, form: ModelForm[Organization], change: bool
+    ) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            changed = {name: str(form.cleaned_data.get(name)) for name in form.changed_data}
+            organization_update(organization=obj, changes=changed, actor=_actor(request))
+        else:
+            created = organization_create(
+                name=obj.name, slug=obj.slug, owner=None, actor=_actor(request)
+            )
+            obj.pk, obj.created_at = created.pk, created.created_at
+            obj._state.adding = False
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        if formset.model is not Membership:
+            super().save_formset(request, form, formset, change)
+            return
+        actor = _actor(request)
+        formset.save(commit=False)  # sorts rows into new, changed and deleted; saves nothing
+        for membership in formset.deleted_objects:
+            membership_remove(membership=membership, actor=actor)
+        for membership, fields in formset.changed_objects:
+            if "user" in fields:
+                # Another person in this row: the old membership ends, a new one begins.
+                membership_remove(membership=Membership.objects.get(pk=membership.pk), actor=actor)
+            membership_set(
+                organization=form.instance,
+                user=membership.user,
+                role=Role(membership.role),
+                actor=actor,
+            )
+        for membership in formset.new_objects:
+            membership_set(
+                organization=form.instance,
+                user=membership.user,
+                role=Role(membership.role),
+                actor=actor,
+            )
 
 
 @admin.register(ApiKey)

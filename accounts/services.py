@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
@@ -87,6 +88,35 @@ def membership_set(
         changes={"user": user.email, "role": [before, str(role)] if before else str(role)},
     )
     return membership
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership, actor: Actor) -> None:
+    audit_record(
+        actor=actor,
+        action="membership.deleted",
+        entity_type="membership",
+        entity_id=membership.pk,
+        organization_id=membership.organization_id,
+        changes={"user": membership.user.email, "role": membership.role},
+    )
+    membership.delete()
+
+
+@transaction.atomic
+def organization_update(
+    *, organization: Organization, changes: Mapping[str, object], actor: Actor
+) -> None:
+    """Record an edit already applied to ``organization`` (the admin saves the row itself)."""
+    if changes:
+        audit_record(
+            actor=actor,
+            action="organization.updated",
+            entity_type="organization",
+            entity_id=organization.pk,
+            organization_id=organization.pk,
+            changes=dict(changes),
+        )
 
 
 @dataclass(frozen=True, slots=True)
