@@ -1,9 +1,7 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +17,7 @@ from accounts.audit import Actor
 from accounts.models import Organization
 from accounts.services import api_key_create
 from tests.factories import make_organization
+from tests.processes import ROOT, free_port, spawn, stop, tail
 
 TEST_ACTOR = Actor(label="test")
 
@@ -107,14 +106,7 @@ class LiveServer:
     log: Path
 
     def tail(self, lines: int = 40) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return "\n--- server output (tail) ---\n" + "\n".join(text.splitlines()[-lines:])
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        return tail(self.log, lines, title="server output")
 
 
 @pytest.fixture
@@ -124,7 +116,7 @@ def asgi_server(transactional_db: None, tmp_path: Path) -> Iterator[LiveServer]:
     The test's rows are committed (transactional_db), so the server sees them and the test
     sees the server's writes.
     """
-    port = _free_port()
+    port = free_port()
     db_url = os.environ.get("DATABASE_URL", "")
     test_db = connection.settings_dict["NAME"]
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
@@ -135,20 +127,9 @@ def asgi_server(transactional_db: None, tmp_path: Path) -> Iterator[LiveServer]:
     env |= {"SWITCHBOARD_VAR_DIR": str(tmp_path / "var"), "DEBUG": "false"}
     env |= {"SESSION_COOKIE_SECURE": "false", "CSRF_COOKIE_SECURE": "false"}
     log = tmp_path / "uvicorn.log"
-    root = Path(__file__).resolve().parents[1]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(  # noqa: S603 - our own venv's uvicorn, fixed arguments
-            [
-                str(root / ".venv/bin/uvicorn"),
-                "config.asgi:application",
-                *("--host", "127.0.0.1", "--port", str(port), "--lifespan", "off"),
-            ],
-            cwd=root,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    uvicorn = str(ROOT / ".venv/bin/uvicorn")
+    host = ("--host", "127.0.0.1", "--port", str(port), "--lifespan", "off")
+    proc = spawn([uvicorn, "config.asgi:application", *host], env=env, log=log)
     server = LiveServer(url=f"http://127.0.0.1:{port}", log=log)
     try:
         deadline = time.monotonic() + 30
@@ -162,9 +143,4 @@ def asgi_server(transactional_db: None, tmp_path: Path) -> Iterator[LiveServer]:
                 time.sleep(0.1)
         yield server
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        stop(proc, grace=15)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import signal
-import subprocess
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -16,27 +14,9 @@ import redis
 
 from config.celery import app  # the test process's app: REDIS_URL is its broker too
 from core.tasks import HEARTBEAT_KEY
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.processes import ROOT, spawn, stop, tail
 
 pytestmark = pytest.mark.live
-
-
-def tail(log: Path, lines: int = 40) -> str:
-    text = log.read_text(errors="replace") if log.exists() else ""
-    return "\n--- worker output (tail) ---\n" + "\n".join(text.splitlines()[-lines:])
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (warm shutdown), then SIGKILL the whole group if it lingers."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
-    except ProcessLookupError:
-        pass
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
 
 
 def test_heartbeat_task_runs_on_a_real_worker(tmp_path: Path) -> None:
@@ -48,21 +28,10 @@ def test_heartbeat_task_runs_on_a_real_worker(tmp_path: Path) -> None:
     client = redis.Redis.from_url(os.environ["REDIS_URL"])
     log = tmp_path / "worker.log"
     env = os.environ | {"CACHE_KEY_PREFIX": prefix, "SWITCHBOARD_VAR_DIR": str(tmp_path)}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(  # noqa: S603 - our own venv's celery, fixed arguments
-            [
-                str(ROOT / ".venv/bin/celery"),
-                *("-A", "config", "worker", "-Q", queue, "--pool", "solo"),
-                *("--concurrency", "1", "--without-gossip", "--without-mingle"),
-                *("--loglevel", "INFO"),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    celery = str(ROOT / ".venv/bin/celery")
+    options = ("--pool", "solo", "--concurrency", "1", "--without-gossip", "--without-mingle")
+    worker = [celery, "-A", "config", "worker", "-Q", queue, *options, "--loglevel", "INFO"]
+    proc = spawn(worker, env=env, log=log)
     try:
         # Wait for the worker to declare its queue (a name not in task_queues: Celery
         # creates it), so the message is not published before the queue is bound.

@@ -10,7 +10,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -20,19 +19,14 @@ from typing import Any
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.processes import free_port, spawn, tail
+
 # honcho starts web, worker and beat each in a session of its own: outside make's group.
 STARTED = re.compile(r"\| (\w+) started \(pid=(\d+)\)")
 # Inherited from an enclosing `make test`, these would make `make run` a sub-make.
 MAKE_VARS = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")
 
 pytestmark = pytest.mark.live
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def group_alive(pgid: int) -> bool:
@@ -59,16 +53,7 @@ class Stack:
             "SWITCHBOARD_PORT": str(self.port),
             "WORKER_HEARTBEAT_SECONDS": "1",
         }
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                ["make", "run"],  # noqa: S607 - make from PATH, as the README says
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.proc = spawn(["make", "run"], env=env, log=self.log)
         self.pgid = self.proc.pid
         self.base = f"http://127.0.0.1:{self.port}"
 
@@ -76,7 +61,7 @@ class Stack:
         return self.log.read_text(errors="replace")
 
     def tail(self, lines: int = 60) -> str:
-        return "\n--- make run output (tail) ---\n" + "\n".join(self.output().splitlines()[-lines:])
+        return tail(self.log, lines, title="make run output")
 
     def groups(self) -> list[int]:
         """make's process group, then the one of each Procfile process honcho started."""
