@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 import uuid
 from collections.abc import Callable
 from contextvars import ContextVar, Token
@@ -18,6 +20,7 @@ from core.envelope import error_response
 from core.errors import ErrorCode, code_for_status
 
 API_PREFIX = "/api/"
+request_logger = logging.getLogger("switchboard.request")
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 GetResponse = Callable[[HttpRequest], Any]
@@ -34,16 +37,40 @@ def _request_id(request: HttpRequest) -> str:
     return incoming if _CLIENT_REQUEST_ID.match(incoming) else uuid.uuid4().hex
 
 
-def _begin(request: HttpRequest) -> list[Token[str | None]]:
+def _begin(request: HttpRequest) -> tuple[float, list[Token[str | None]]]:
     request_id = _request_id(request)
     request.request_id = request_id  # type: ignore[attr-defined]
-    return [request_id_var.set(request_id), organization_id_var.set(None), user_id_var.set(None)]
+    tokens = [request_id_var.set(request_id), organization_id_var.set(None), user_id_var.set(None)]
+    return time.perf_counter(), tokens
 
 
 def _end(
-    request: HttpRequest, response: HttpResponseBase, tokens: list[Token[str | None]]
+    request: HttpRequest,
+    response: HttpResponseBase,
+    started: float,
+    tokens: list[Token[str | None]],
 ) -> HttpResponseBase:
     response["X-Request-ID"] = request.request_id  # type: ignore[attr-defined]
+    # One structured line per request (uvicorn's own access log is off): the query string is
+    # left out, it may carry tokens. The caller is read from request.auth: context variables
+    # set inside the view do not always travel back out through sync/async boundaries.
+    principal = getattr(request, "auth", None)
+    if principal is not None:
+        organization_id_var.set(str(getattr(principal, "organization_id", "")) or None)
+        user_id = getattr(principal, "user_id", None)
+        user_id_var.set(str(user_id) if user_id else None)
+    request_logger.info(
+        "%s %s %s",
+        request.method,
+        request.path,
+        response.status_code,
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+        },
+    )
     for var, token in zip(_CONTEXT_VARS, tokens, strict=True):
         var.reset(token)
     return response
@@ -55,14 +82,14 @@ def request_context_middleware(get_response: GetResponse) -> GetResponse:
     if iscoroutinefunction(get_response):
 
         async def async_middleware(request: HttpRequest) -> HttpResponseBase:
-            tokens = _begin(request)
-            return _end(request, await get_response(request), tokens)
+            started, tokens = _begin(request)
+            return _end(request, await get_response(request), started, tokens)
 
         return async_middleware
 
     def middleware(request: HttpRequest) -> HttpResponseBase:
-        tokens = _begin(request)
-        return _end(request, get_response(request), tokens)
+        started, tokens = _begin(request)
+        return _end(request, get_response(request), started, tokens)
 
     return middleware
 

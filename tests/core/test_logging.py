@@ -3,9 +3,12 @@ from __future__ import annotations
 import logging
 
 import orjson
+import pytest
 
+from accounts.models import Organization
 from core.context import organization_id_var, request_id_var, user_id_var
 from core.logging import ConsoleFormatter, JsonFormatter
+from tests.conftest import Api
 
 
 def make_record(message: str, **extra: object) -> logging.LogRecord:
@@ -38,3 +41,19 @@ def test_console_lines_are_readable() -> None:
     assert "switchboard.test: hello" in line
     assert "request_id=req-1" in line
     assert "entity_id=abc" in line
+
+
+def test_each_request_logs_one_line_with_caller_status_and_duration(
+    api: Api, org: Organization, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="switchboard.request"):
+        response = api.get("/api/v1/api-keys", {"limit": 5, "cursor": "secret-ish"})
+    records = [r for r in caplog.records if r.name == "switchboard.request"]
+    assert len(records) == 1
+    record = records[0]
+    assert record.getMessage() == "GET /api/v1/api-keys 422"
+    assert record.status == 422  # type: ignore[attr-defined]
+    assert record.duration_ms >= 0  # type: ignore[attr-defined]
+    assert record.request_id == response["X-Request-ID"]  # type: ignore[attr-defined]
+    assert record.organization_id == str(org.pk)  # type: ignore[attr-defined]
+    assert "secret-ish" not in caplog.text
