@@ -6,7 +6,7 @@ import uuid
 
 from django.db.models import QuerySet
 
-from .models import ApiKey, AuditEvent, Membership, Organization
+from .models import ApiKey, Membership
 
 
 def api_key_list(*, organization_id: uuid.UUID) -> QuerySet[ApiKey]:
@@ -23,11 +23,3 @@ def membership_list(*, user_id: int) -> QuerySet[Membership]:
         .select_related("organization")
         .order_by("created_at", "pk")
     )
-
-
-def organization_by_slug(*, slug: str) -> QuerySet[Organization]:
-    return Organization.objects.filter(slug=slug)
-
-
-def audit_event_list(*, organization_id: uuid.UUID) -> QuerySet[AuditEvent]:
-    return AuditEvent.objects.filter(organization_id=organization_id)

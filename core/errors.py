@@ -162,19 +162,3 @@ class ProviderAuthError(ProviderError):
     code = ErrorCode.REAUTH_REQUIRED
     status = 409
     default_message = "The connection must be re-authorised."
-
-
-ERRORS_BY_CODE: dict[ErrorCode, type[AppError]] = {
-    ErrorCode.BAD_REQUEST: BadRequest,
-    ErrorCode.UNAUTHENTICATED: Unauthenticated,
-    ErrorCode.PERMISSION_DENIED: PermissionDenied,
-    ErrorCode.NOT_FOUND: NotFound,
-    ErrorCode.CONFLICT: Conflict,
-    ErrorCode.VALIDATION_FAILED: ValidationFailed,
-    ErrorCode.RATE_LIMITED: RateLimited,
-    ErrorCode.INTERNAL_ERROR: AppError,
-    ErrorCode.SERVICE_UNAVAILABLE: ServiceUnavailable,
-    ErrorCode.PROVIDER_ERROR: ProviderError,
-    ErrorCode.PROVIDER_UNAVAILABLE: ProviderUnavailable,
-    ErrorCode.REAUTH_REQUIRED: ProviderAuthError,
-}
