@@ -3,13 +3,11 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from .models import Membership
+from .selectors import membership_list
 
 
 def home(request: HttpRequest) -> HttpResponse:
     memberships = []
     if request.user.is_authenticated:
-        memberships = list(
-            Membership.objects.filter(user_id=request.user.pk).select_related("organization")
-        )
+        memberships = list(membership_list(user_id=request.user.pk))
     return render(request, "home.html", {"memberships": memberships})
