@@ -216,6 +216,32 @@ if env_bool("TRUST_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2 * 1024 * 1024)
 
+# CRM providers. Each takes <KEY>_CLIENT_ID, <KEY>_CLIENT_SECRET, <KEY>_REDIRECT_URI,
+# <KEY>_APP_URL and <KEY>_API_URL; SWITCHBOARD_SANDBOX_URL points every provider at the local
+# sandbox (manage.py sandbox) at once, with the sandbox's own demo app credentials.
+SWITCHBOARD_SANDBOX_URL = env_str("SWITCHBOARD_SANDBOX_URL").rstrip("/")
+
+
+def _provider(key: str, app_url: str, api_url: str) -> dict[str, str]:
+    name, sandbox = key.upper(), SWITCHBOARD_SANDBOX_URL
+    return {
+        "client_id": env_str(f"{name}_CLIENT_ID", f"sandbox-{key}-client" if sandbox else ""),
+        "client_secret": env_str(
+            f"{name}_CLIENT_SECRET", f"sandbox-{key}-secret" if sandbox else ""
+        ),
+        "redirect_uri": env_str(f"{name}_REDIRECT_URI", f"{PUBLIC_URL}/connect/{key}/callback"),
+        "app_url": env_str(f"{name}_APP_URL", f"{sandbox}/{key}/app" if sandbox else app_url),
+        "api_url": env_str(f"{name}_API_URL", f"{sandbox}/{key}/api" if sandbox else api_url),
+    }
+
+
+PROVIDERS: dict[str, dict[str, str]] = {
+    "hubspot": _provider("hubspot", "https://app.hubspot.com", "https://api.hubapi.com"),
+}
+PROVIDER_TIMEOUT_SECONDS = float(env_int("PROVIDER_TIMEOUT_SECONDS", 20))
+TOKEN_REFRESH_LEEWAY_SECONDS = 300
+OAUTH_ATTEMPT_TTL_SECONDS = 600
+
 # The REST API.
 API_KEY_LAST_USED_RESOLUTION_SECONDS = 60
 API_THROTTLE_AUTH_RATE = env_str("API_THROTTLE_AUTH_RATE", "6000/m")

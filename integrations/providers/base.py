@@ -1,0 +1,267 @@
+"""The provider framework: what a provider is, and what its CRM client must do.
+
+A provider is one module in ``integrations/providers/<key>/`` with a ``Provider`` subclass
+(its descriptor: URLs, scopes, token auth method, rate-limit policy, object types) and a
+``CrmClient``. The registry builds each provider from settings, so client ids, secrets,
+redirect URIs and every base URL come from the environment, and ``SWITCHBOARD_SANDBOX_URL``
+points them all at the sandbox at once.
+
+Clients never touch the database: tokens come from a ``TokenSource`` and every HTTP call is
+reported to a ``CallRecorder``; the connection service supplies both.
+"""
+
+from __future__ import annotations
+
+import builtins
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+from core.result import Result
+
+from .unified import (
+    AnyRecord,
+    Association,
+    BatchResult,
+    ObjectType,
+    Page,
+    RawResponse,
+    RecordIn,
+    SearchQuery,
+)
+
+TokenAuthMethod = Literal["client_secret_post", "client_secret_basic"]
+
+
+class RateWindow(BaseModel):
+    name: str
+    limit: int = Field(description="Requests allowed per window.")
+    seconds: float
+
+
+class RateLimitPolicy(BaseModel):
+    """What the provider allows; the shared budgets (sync/outbox issue) enforce it."""
+
+    windows: list[RateWindow] = Field(default_factory=list)
+    daily_limit: int | None = None
+    batch_size: int = Field(100, description="Records per batch call.")
+    search_page_size: int = 200
+    search_result_cap: int | None = Field(None, description="Results one search can page to.")
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """Per-installation settings of one provider (from the environment)."""
+
+    client_id: str
+    client_secret: str
+    redirect_uri: str
+    app_url: str  # where people consent (authorize page)
+    api_url: str  # where the API and the token endpoint live
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.client_id and self.client_secret)
+
+
+class TokenSet(BaseModel):
+    access_token: str
+    refresh_token: str | None = None
+    expires_at: datetime | None = None
+    token_type: str = "bearer"  # noqa: S105 - a token kind, not a secret
+    scopes: list[str] = Field(default_factory=list)
+    extra: dict[str, Any] = Field(default_factory=dict, description="e.g. Salesforce instance_url")
+
+
+class AccountIdentity(BaseModel):
+    """Who the tokens belong to, read from the provider right after the code exchange."""
+
+    external_id: str = Field(description="The provider's account id (HubSpot hub id, SF org id).")
+    display_name: str = Field(description="What people call the account (hub domain, org name).")
+    user: str | None = Field(None, description="The person who consented (email or name).")
+    scopes: list[str] = Field(default_factory=list)
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class TokenSource(Protocol):
+    """Access tokens for one connection; implemented by the connection service."""
+
+    async def access_token(self) -> str:
+        """A token valid for at least a few minutes (refreshed ahead of expiry if needed)."""
+
+    async def refresh(self, rejected: str) -> str:
+        """A new token after the provider rejected ``rejected`` (401).
+
+        Exactly one refresh happens however many callers ask at once; callers whose token was
+        already replaced get the replacement. Raises ``ProviderAuthError`` when the provider
+        refuses the refresh token (the connection then needs re-authorisation).
+        """
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderCall:
+    """One HTTP request to a provider, for the call log."""
+
+    method: str
+    path: str
+    status: int | None  # None: no answer (timeout, connection error)
+    duration_ms: float
+    attempt: int = 1
+    waited_ms: float = 0.0  # time spent waiting for rate-limit budget
+    error_code: str | None = None
+
+
+CallRecorder = Callable[[ProviderCall], Awaitable[None]]
+
+
+async def discard_call(call: ProviderCall) -> None:
+    """A ``CallRecorder`` that keeps nothing (scripts, tests of the client alone)."""
+
+
+class CrmClient(ABC):
+    """Unified CRM operations. Every method returns a ``Result``; none raises for a provider
+    failure. Codes: ``not_found``, ``validation_failed`` (details name the fields),
+    ``rate_limited`` (``retry_after``), ``provider_unavailable``, ``reauth_required``,
+    ``provider_error``."""
+
+    def __init__(self, *, tokens: TokenSource, record_call: CallRecorder = discard_call) -> None:
+        self.tokens = tokens
+        self.record_call = record_call
+
+    @abstractmethod
+    async def get(self, object_type: ObjectType, record_id: str) -> Result[AnyRecord]: ...
+
+    @abstractmethod
+    async def list(
+        self,
+        object_type: ObjectType,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        archived: bool = False,
+    ) -> Result[Page[AnyRecord]]: ...
+
+    @abstractmethod
+    async def create(self, object_type: ObjectType, data: RecordIn) -> Result[AnyRecord]: ...
+
+    @abstractmethod
+    async def update(
+        self, object_type: ObjectType, record_id: str, data: RecordIn
+    ) -> Result[AnyRecord]: ...
+
+    @abstractmethod
+    async def archive(self, object_type: ObjectType, record_id: str) -> Result[None]: ...
+
+    @abstractmethod
+    async def batch_create(
+        self, object_type: ObjectType, items: builtins.list[RecordIn]
+    ) -> Result[BatchResult[AnyRecord]]:
+        """Any number of items, sent in chunks of the provider's batch size."""
+
+    @abstractmethod
+    async def batch_update(
+        self, object_type: ObjectType, items: builtins.list[tuple[str, RecordIn]]
+    ) -> Result[BatchResult[AnyRecord]]: ...
+
+    @abstractmethod
+    async def search(
+        self, object_type: ObjectType, query: SearchQuery
+    ) -> Result[Page[AnyRecord]]: ...
+
+    @abstractmethod
+    async def associate(self, association: Association) -> Result[None]: ...
+
+    @abstractmethod
+    async def associations(
+        self, object_type: ObjectType, record_id: str, to_type: ObjectType
+    ) -> Result[builtins.list[str]]:
+        """Ids of the ``to_type`` records associated with this record."""
+
+    @abstractmethod
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+    ) -> Result[RawResponse]:
+        """Raw passthrough to the provider's API (path relative to its API base URL)."""
+
+
+class Provider(ABC):
+    """A provider's descriptor and its OAuth particulars. One subclass per provider module."""
+
+    key: ClassVar[str]
+    display_name: ClassVar[str]
+    authorize_path: ClassVar[str]  # on config.app_url
+    token_path: ClassVar[str]  # on config.api_url
+    scopes: ClassVar[tuple[str, ...]]
+    optional_scopes: ClassVar[tuple[str, ...]] = ()
+    token_auth_method: ClassVar[TokenAuthMethod] = "client_secret_post"  # noqa: S105
+    use_pkce: ClassVar[bool] = True
+    object_types: ClassVar[tuple[ObjectType, ...]]
+    rate_limit: ClassVar[RateLimitPolicy]
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+
+    @property
+    def authorize_url(self) -> str:
+        return self.config.app_url.rstrip("/") + self.authorize_path
+
+    @property
+    def token_url(self) -> str:
+        return self.config.api_url.rstrip("/") + self.token_path
+
+    def authorize_params(self) -> dict[str, str]:
+        """Extra query parameters for the authorize URL (e.g. HubSpot's optional_scope)."""
+        return {}
+
+    def parse_token_response(self, body: dict[str, Any], *, now: datetime) -> TokenSet:
+        """A token endpoint answer (code exchange or refresh) as a ``TokenSet``.
+
+        Raises ``ProviderError`` when the body is not a usable token answer. The default reads
+        RFC 6749 fields; providers that differ (no ``expires_in``, an instance URL) override.
+        """
+        from datetime import timedelta
+
+        from core.errors import ProviderError
+
+        access = body.get("access_token")
+        if not isinstance(access, str) or not access:
+            raise ProviderError("The token endpoint answered without an access token.")
+        expires_in = body.get("expires_in")
+        scope = body.get("scope")
+        return TokenSet(
+            access_token=access,
+            refresh_token=body.get("refresh_token") or None,
+            expires_at=now + timedelta(seconds=int(expires_in))
+            if isinstance(expires_in, int | float | str) and str(expires_in).isdigit()
+            else None,
+            token_type=str(body.get("token_type") or "bearer"),
+            scopes=scope.split() if isinstance(scope, str) else [],
+        )
+
+    def refresh_refused(self, status: int, body: Any) -> bool:
+        """Whether a failed refresh means the grant is gone (re-authorisation needed).
+
+        RFC 6749 says ``invalid_grant``; providers with their own vocabulary override.
+        """
+        return isinstance(body, dict) and body.get("error") == "invalid_grant"
+
+    @abstractmethod
+    async def fetch_identity(self, tokens: TokenSet) -> Result[AccountIdentity]:
+        """Read who the tokens belong to, right after the code exchange."""
+
+    @abstractmethod
+    async def revoke(self, tokens: TokenSet) -> Result[None]:
+        """Revoke the grant at the provider (disconnect). Already revoked counts as done."""
+
+    @abstractmethod
+    def crm_client(self, *, tokens: TokenSource, record_call: CallRecorder) -> CrmClient: ...
