@@ -20,10 +20,13 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/python
 	@$(call INSTALL,requirements-dev.txt)
 	@touch $@ $(VENV)/.installed
 
-## run: web (uvicorn), Celery worker and beat in the foreground; Ctrl-C stops all three.
+## run: web (uvicorn), Celery worker, beat and the provider sandbox in the foreground;
+## Ctrl-C stops them all.
 run: export DEBUG ?= true
 run: export SWITCHBOARD_PORT ?= 8000
 run: export PUBLIC_URL ?= http://127.0.0.1:$(SWITCHBOARD_PORT)
+run: export SWITCHBOARD_SANDBOX_PORT ?= 8400
+run: export SWITCHBOARD_SANDBOX_URL ?= http://127.0.0.1:$(SWITCHBOARD_SANDBOX_PORT)
 run: $(VENV)/.installed
 	@$(BIN)/python manage.py migrate --noinput -v0
 	@$(BIN)/python manage.py collectstatic --noinput -v0

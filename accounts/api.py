@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import uuid
+from urllib.parse import urlencode
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.http import HttpRequest
 from ninja import Query, Router, Status
 
 from core.envelope import Envelope, api_responses, ok
-from core.errors import NotFound
+from core.errors import NotFound, ValidationFailed
 from core.pagination import PageParams, paginate
 
 from .auth import principal_of
@@ -99,6 +101,12 @@ async def connect_sessions_create(
     request: HttpRequest, body: ConnectSessionCreateIn
 ) -> Status[Envelope[ConnectSessionOut]]:
     p = principal_of(request)
+    unknown = sorted(set(body.providers) - set(settings.PROVIDERS))
+    if unknown:
+        raise ValidationFailed(
+            "Unknown providers.",
+            details={"fields": {"providers": unknown}, "allowed": sorted(settings.PROVIDERS)},
+        )
     issued = await sync_to_async(connect_session_issue)(
         organization_id=p.organization_id,
         providers=list(body.providers),
@@ -111,6 +119,7 @@ async def connect_sessions_create(
         ok(
             ConnectSessionOut(
                 token=issued.token,
+                url=f"{settings.PUBLIC_URL}/connect/?{urlencode({'session': issued.token})}",
                 expires_at=issued.claims.expires_at,
                 providers=issued.claims.providers,
             )

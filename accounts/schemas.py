@@ -93,5 +93,6 @@ class ConnectSessionCreateIn(StrictIn):
 
 class ConnectSessionOut(BaseModel):
     token: str
+    url: str = Field(description="The connect wizard, for the end customer's browser.")
     expires_at: datetime
     providers: list[str]

@@ -20,6 +20,7 @@ from core.envelope import app_error_response, error_response
 from core.errors import AppError, ErrorCode, code_for_status
 from core.renderers import OrjsonRenderer
 from core.throttling import AnonThrottle, CallerThrottle
+from integrations.api import router as integrations_router
 
 logger = logging.getLogger("switchboard.api")
 
@@ -43,6 +44,7 @@ api = NinjaAPI(
 )
 api.add_router("/", core_router)
 api.add_router("/", accounts_router)
+api.add_router("/", integrations_router)
 
 
 @api.exception_handler(AppError)

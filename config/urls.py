@@ -10,5 +10,6 @@ urlpatterns = [
     path("", home, name="home"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
+    path("connect/", include("integrations.urls")),
     path("api/v1/", api.urls),
 ]

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.test import Client
 
@@ -18,6 +19,9 @@ from accounts.models import Organization
 from accounts.services import api_key_create
 from tests.factories import make_organization
 from tests.processes import ROOT, free_port, spawn, stop, tail
+
+# The provider sandbox fixtures (sandbox_process, sandbox, sandbox_settings) for every test.
+pytest_plugins = ["tests.sandbox_fixtures"]
 
 TEST_ACTOR = Actor(label="test")
 
@@ -110,7 +114,15 @@ class LiveServer:
 
 
 @pytest.fixture
-def asgi_server(transactional_db: None, tmp_path: Path) -> Iterator[LiveServer]:
+def asgi_env() -> dict[str, str]:
+    """Extra environment for ``asgi_server``; override it in a module to point at a sandbox."""
+    return {}
+
+
+@pytest.fixture
+def asgi_server(
+    transactional_db: None, tmp_path: Path, asgi_env: dict[str, str]
+) -> Iterator[LiveServer]:
     """Switchboard under uvicorn (as in production), on this test run's database.
 
     The test's rows are committed (transactional_db), so the server sees them and the test
@@ -126,6 +138,13 @@ def asgi_server(transactional_db: None, tmp_path: Path) -> Iterator[LiveServer]:
         env["DATABASE_URL"] = f"sqlite:///{test_db}"
     env |= {"SWITCHBOARD_VAR_DIR": str(tmp_path / "var"), "DEBUG": "false"}
     env |= {"SESSION_COOKIE_SECURE": "false", "CSRF_COOKIE_SECURE": "false"}
+    env |= {"PUBLIC_URL": f"http://127.0.0.1:{port}", **asgi_env}
+    # The same secrets as this process: it reads the server's encrypted tokens and signs the
+    # connect-session links the server checks.
+    env |= {
+        "SECRET_KEY": settings.SECRET_KEY,
+        "FIELD_ENCRYPTION_KEYS": ",".join(settings.FIELD_ENCRYPTION_KEYS),
+    }
     log = tmp_path / "uvicorn.log"
     uvicorn = str(ROOT / ".venv/bin/uvicorn")
     host = ("--host", "127.0.0.1", "--port", str(port), "--lifespan", "off")

@@ -20,7 +20,7 @@ def free_port() -> int:
 def spawn(args: list[str], *, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """Start ``args`` from the repository root, output to ``log``, in a new process group."""
     with log.open("wb") as out:
-        return subprocess.Popen(  # noqa: S603 - our own programs, fixed arguments
+        return subprocess.Popen(
             args,
             cwd=ROOT,
             env=env,

@@ -105,13 +105,19 @@ def test_api_creates_sessions_for_the_callers_organisation(api: Api, org: Organi
         201,
     )
     claims = connect_session_verify(data["token"])
+    assert data["url"].endswith(f"/connect/?session={data['token']}")
     assert claims.organization_id == org.pk
     assert data["providers"] == ["hubspot"]
 
 
 @pytest.mark.parametrize(
     "body",
-    [{"ttl_seconds": 3600}, {"providers": ["Not A Provider"]}, {"end_user": {"email": "x"}}],
+    [
+        {"ttl_seconds": 3600},
+        {"providers": ["Not A Provider"]},
+        {"providers": ["nosuchcrm"]},
+        {"end_user": {"email": "x"}},
+    ],
 )
 def test_api_refuses_bad_session_requests(api: Api, body: dict[str, object]) -> None:
     response = api.post("/api/v1/connect-sessions", body)

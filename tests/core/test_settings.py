@@ -47,7 +47,7 @@ print(json.dumps({
 def run(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if k not in OWNED}
     full_env |= {"DJANGO_SETTINGS_MODULE": "config.settings", **env}
-    return subprocess.run(  # noqa: S603 - our own interpreter, fixed arguments
+    return subprocess.run(
         [PYTHON, *args],
         cwd=ROOT,
         env=full_env,

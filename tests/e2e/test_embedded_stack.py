@@ -51,6 +51,7 @@ class Stack:
         env |= {
             "SWITCHBOARD_VAR_DIR": str(tmp_path / "var"),
             "SWITCHBOARD_PORT": str(self.port),
+            "SWITCHBOARD_SANDBOX_PORT": str(free_port()),
             "WORKER_HEARTBEAT_SECONDS": "1",
         }
         self.proc = spawn(["make", "run"], env=env, log=self.log)
@@ -139,7 +140,7 @@ def test_make_run_serves_works_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             assert response.json()["data"]["organization"]["slug"] == "demo", response.text
 
         groups = stack.groups()
-        assert len(groups) == 4, f"expected web, worker and beat to start{stack.tail()}"
+        assert len(groups) == 5, f"expected web, worker, beat and sandbox to start{stack.tail()}"
         os.killpg(stack.pgid, signal.SIGINT)  # Ctrl-C in the terminal
         deadline = time.monotonic() + 30
         while stack.alive() and time.monotonic() < deadline:

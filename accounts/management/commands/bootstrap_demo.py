@@ -46,6 +46,7 @@ class Command(BaseCommand):
                     f"  Switchboard  {base}/",
                     f"  Admin        {base}/admin/   email {creds['email']}   password {creds['password']}",
                     f"  API docs     {base}/api/v1/docs",
+                    f"  Connect      {base}/connect/   (HubSpot through the local sandbox)",
                     f"  API key      {creds['api_key']}   (organisation '{creds['organization']}')",
                     f"  Try          curl -H 'Authorization: Bearer {creds['api_key']}' {base}/api/v1/me",
                     "",

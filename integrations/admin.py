@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+from asgiref.sync import async_to_sync
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from accounts.audit import Actor
+from core.errors import AppError
+
+from .models import Connection, ConnectionStatus, OAuthAttempt, ProviderCallLog
+from .services.connections import connection_disconnect, connection_test
+from .services.tokens import connection_refresh_token
+
+BADGE_COLOURS = {
+    ConnectionStatus.ACTIVE: "#1f883d",
+    ConnectionStatus.NEEDS_REAUTH: "#bc4c00",
+    ConnectionStatus.DISCONNECTED: "#59636e",
+}
+
+
+def _actor(request: HttpRequest) -> Actor:
+    return Actor(label=f"user:{request.user}", user_id=request.user.pk)
+
+
+class ProviderCallInline(admin.TabularInline[ProviderCallLog, Connection]):
+    model = ProviderCallLog
+    fields = (
+        "created_at",
+        "method",
+        "path",
+        "status",
+        "duration_ms",
+        "attempt",
+        "waited_ms",
+        "error_code",
+    )
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+    ordering = ("-created_at",)
+    verbose_name_plural = "Recent provider calls (newest first; the log keeps the last 500)"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ProviderCallLog]:
+        newest = super().get_queryset(request).order_by("-id").values_list("id", flat=True)[:50]
+        return ProviderCallLog.objects.filter(id__in=list(newest)).order_by("-id")
+
+
+@admin.register(Connection)
+class ConnectionAdmin(admin.ModelAdmin[Connection]):
+    """Tokens are never shown: only their expiry and when they were last refreshed."""
+
+    list_display = (
+        "display_name",
+        "provider",
+        "organization",
+        "status_badge",
+        "token_expires_at",
+        "last_used_at",
+        "last_error_code",
+        "created_at",
+    )
+    list_filter = ("provider", "status", "organization")
+    search_fields = ("display_name", "external_account_id", "account_user", "organization__name")
+    list_select_related = ("organization",)
+    fields = (
+        "id",
+        "organization",
+        "provider",
+        "display_name",
+        "external_account_id",
+        "account_user",
+        "status",
+        "status_reason",
+        "scopes",
+        "token_expires_at",
+        "last_refreshed_at",
+        "last_used_at",
+        "last_error_code",
+        "last_error",
+        "connected_by",
+        "end_user",
+        "created_at",
+        "updated_at",
+    )
+    readonly_fields = fields
+    inlines = (ProviderCallInline,)
+    actions = ("test_connection", "refresh_token_now", "disconnect")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # connections come from the connect wizard
+
+    def has_delete_permission(self, request: HttpRequest, obj: Connection | None = None) -> bool:
+        return False  # "disconnect" revokes at the provider first and audits
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: Connection) -> SafeString:
+        colour = BADGE_COLOURS.get(ConnectionStatus(obj.status), "#59636e")
+        return format_html(
+            '<span style="color:#fff;background:{};padding:1px 8px;border-radius:9px">{}</span>',
+            colour,
+            obj.get_status_display(),
+        )
+
+    @admin.action(description="Test selected connections with their provider")
+    def test_connection(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
+        for connection in queryset:
+            outcome = async_to_sync(connection_test)(connection=connection)
+            if (error := outcome.error) is None:
+                self.message_user(request, f"{connection}: OK", messages.SUCCESS)
+            else:
+                self.message_user(
+                    request, f"{connection}: {error.code}: {error.message}", messages.ERROR
+                )
+
+    @admin.action(description="Refresh the access token now")
+    def refresh_token_now(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
+        for connection in queryset:
+            try:
+                connection_refresh_token(
+                    connection_id=connection.pk, rejected=None, actor=_actor(request)
+                )
+            except AppError as exc:
+                self.message_user(
+                    request, f"{connection}: {exc.code}: {exc.message}", messages.ERROR
+                )
+            else:
+                self.message_user(request, f"{connection}: token refreshed", messages.SUCCESS)
+
+    @admin.action(description="Disconnect (revoke at the provider and delete)")
+    def disconnect(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
+        for connection in list(queryset):
+            revoked = async_to_sync(connection_disconnect)(
+                connection=connection, actor=_actor(request)
+            )
+            note = (
+                "revoked at the provider" if revoked else "the provider did not confirm the revoke"
+            )
+            self.message_user(request, f"{connection}: disconnected ({note})", messages.SUCCESS)
+
+
+@admin.register(OAuthAttempt)
+class OAuthAttemptAdmin(admin.ModelAdmin[OAuthAttempt]):
+    list_display = (
+        "created_at",
+        "provider",
+        "organization",
+        "status",
+        "error_code",
+        "connection",
+        "initiated_by",
+    )
+    list_filter = ("provider", "status", "error_code")
+    search_fields = ("organization__name", "error_code", "error_message")
+    list_select_related = ("organization", "connection", "initiated_by")
+    fields = (
+        "id",
+        "organization",
+        "provider",
+        "status",
+        "error_code",
+        "error_message",
+        "connection",
+        "initiated_by",
+        "connect_session_id",
+        "end_user",
+        "redirect_uri",
+        "created_at",
+        "expires_at",
+        "completed_at",
+    )  # state and the PKCE verifier are deliberately left out
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: OAuthAttempt | None = None) -> bool:
+        return False

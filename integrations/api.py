@@ -1,0 +1,294 @@
+"""Connections and their CRM records under /api/v1 (async, enveloped, organisation-scoped).
+
+No ``from __future__ import annotations`` here: the record routes are made by one factory for
+each object type, and Ninja must see the real input classes in their signatures.
+"""
+
+from typing import Any
+
+from django.http import HttpRequest
+from ninja import Query, Router, Status
+from pydantic import BaseModel, ConfigDict, Field
+
+from accounts.auth import principal_of
+from core.envelope import Envelope, api_responses, ok
+from core.errors import ValidationFailed
+from core.pagination import PageParams, paginate
+
+from .models import Connection
+from .providers.base import CrmClient
+from .providers.unified import (
+    INPUT_MODELS,
+    RECORD_MODELS,
+    Association,
+    BatchResult,
+    ObjectType,
+    Page,
+    SearchQuery,
+)
+from .schemas import (
+    ArchivedOut,
+    AssociationsOut,
+    ConnectionDeletedOut,
+    ConnectionOut,
+    ConnectionTestOut,
+)
+from .selectors import connection_for, connection_list
+from .services.calls import crm_client_for
+from .services.connections import connection_disconnect, connection_test
+
+router = Router(tags=["connections"])
+
+PLURALS: dict[ObjectType, str] = {"contact": "contacts", "company": "companies", "deal": "deals"}
+BY_PLURAL: dict[str, ObjectType] = {plural: kind for kind, plural in PLURALS.items()}
+
+
+@router.get("/connections", response=api_responses(Envelope[list[ConnectionOut]]))
+async def connections_list(
+    request: HttpRequest, page: Query[PageParams]
+) -> Envelope[list[ConnectionOut]]:
+    p = principal_of(request)
+    rows, meta = await paginate(connection_list(organization_id=p.organization_id), page)
+    return ok([ConnectionOut.of(c) for c in rows], pagination=meta)
+
+
+@router.get("/connections/{connection_id}", response=api_responses(Envelope[ConnectionOut]))
+async def connections_get(request: HttpRequest, connection_id: str) -> Envelope[ConnectionOut]:
+    p = principal_of(request)
+    connection = await connection_for(
+        organization_id=p.organization_id, connection_id=connection_id
+    )
+    return ok(ConnectionOut.of(connection))
+
+
+@router.delete(
+    "/connections/{connection_id}",
+    response=api_responses(Envelope[ConnectionDeletedOut]),
+    summary="Disconnect: revoke the grant at the provider and delete the connection",
+)
+async def connections_delete(
+    request: HttpRequest, connection_id: str
+) -> Envelope[ConnectionDeletedOut]:
+    p = principal_of(request)
+    connection = await connection_for(
+        organization_id=p.organization_id, connection_id=connection_id
+    )
+    p.require_manager()
+    deleted_id = connection.pk  # delete() clears the instance's pk
+    revoked = await connection_disconnect(connection=connection, actor=p.actor)
+    return ok(ConnectionDeletedOut(id=deleted_id, revoked_at_provider=revoked))
+
+
+@router.post(
+    "/connections/{connection_id}/test",
+    response=api_responses(Envelope[ConnectionTestOut]),
+    summary="Check the connection's tokens with the provider",
+)
+async def connections_test(request: HttpRequest, connection_id: str) -> Envelope[ConnectionTestOut]:
+    p = principal_of(request)
+    connection = await connection_for(
+        organization_id=p.organization_id, connection_id=connection_id
+    )
+    found = (await connection_test(connection=connection)).unwrap()
+    return ok(ConnectionTestOut(ok=True, account=found["account"], scopes=found["scopes"]))
+
+
+async def _client(request: HttpRequest, connection_id: str) -> tuple[Connection, CrmClient]:
+    p = principal_of(request)
+    connection = await connection_for(
+        organization_id=p.organization_id, connection_id=connection_id
+    )
+    return connection, crm_client_for(connection)
+
+
+class ListParams(BaseModel):
+    limit: int = Field(50, ge=1, le=100)
+    cursor: str | None = None
+    archived: bool = False
+
+
+class BatchIn(BaseModel):
+    """Either ``create`` (inputs) or ``update`` (``id`` plus fields); any number of items."""
+
+    model_config = ConfigDict(extra="forbid")
+    create: list[dict[str, Any]] | None = Field(None, max_length=10_000)
+    update: list[dict[str, Any]] | None = Field(None, max_length=10_000)
+
+
+def _inputs(kind: ObjectType, items: list[dict[str, Any]], *, with_id: bool) -> list[Any]:
+    """Validate batch items with the type's input model, naming the bad item's index."""
+    model = INPUT_MODELS[kind]
+    parsed: list[Any] = []
+    for index, item in enumerate(items):
+        fields = dict(item)
+        record_id = fields.pop("id", None) if with_id else None
+        if with_id and not isinstance(record_id, str | int):
+            raise ValidationFailed(
+                "Every update needs the record's id.", details={"index": index, "field": "id"}
+            )
+        try:
+            data = model.model_validate(fields)
+        except ValueError as exc:
+            raise ValidationFailed(
+                f"Item {index} did not validate.", details={"index": index, "errors": str(exc)}
+            ) from exc
+        parsed.append((str(record_id), data) if with_id else data)
+    return parsed
+
+
+def _register(kind: ObjectType) -> None:
+    plural = PLURALS[kind]
+    In = INPUT_MODELS[kind]
+    Out = RECORD_MODELS[kind]
+    base = f"/connections/{{connection_id}}/{plural}"
+    tag = [plural]
+
+    async def list_records(
+        request: HttpRequest, connection_id: str, params: Query[ListParams]
+    ) -> Envelope[Page[Any]]:
+        _, client = await _client(request, connection_id)
+        page = await client.list(
+            kind, limit=params.limit, cursor=params.cursor, archived=params.archived
+        )
+        return ok(page.unwrap())
+
+    async def create_record(
+        request: HttpRequest,
+        connection_id: str,
+        body: In,  # type: ignore[valid-type]
+    ) -> Status[Envelope[Any]]:
+        _, client = await _client(request, connection_id)
+        return Status(201, ok((await client.create(kind, body)).unwrap()))
+
+    async def get_record(request: HttpRequest, connection_id: str, record_id: str) -> Envelope[Any]:
+        _, client = await _client(request, connection_id)
+        return ok((await client.get(kind, record_id)).unwrap())
+
+    async def update_record(
+        request: HttpRequest,
+        connection_id: str,
+        record_id: str,
+        body: In,  # type: ignore[valid-type]
+    ) -> Envelope[Any]:
+        _, client = await _client(request, connection_id)
+        return ok((await client.update(kind, record_id, body)).unwrap())
+
+    async def archive_record(
+        request: HttpRequest, connection_id: str, record_id: str
+    ) -> Envelope[ArchivedOut]:
+        _, client = await _client(request, connection_id)
+        (await client.archive(kind, record_id)).unwrap()
+        return ok(ArchivedOut(id=record_id))
+
+    async def search_records(
+        request: HttpRequest, connection_id: str, body: SearchQuery
+    ) -> Envelope[Page[Any]]:
+        _, client = await _client(request, connection_id)
+        return ok((await client.search(kind, body)).unwrap())
+
+    async def batch_records(
+        request: HttpRequest, connection_id: str, body: BatchIn
+    ) -> Envelope[BatchResult[Any]]:
+        if (body.create is None) == (body.update is None):
+            raise ValidationFailed("Send either `create` or `update`.")
+        _, client = await _client(request, connection_id)
+        if body.create is not None:
+            result = await client.batch_create(kind, _inputs(kind, body.create, with_id=False))
+        else:
+            result = await client.batch_update(kind, _inputs(kind, body.update or [], with_id=True))
+        return ok(result.unwrap())
+
+    async def associate_record(
+        request: HttpRequest, connection_id: str, record_id: str, to_plural: str, to_id: str
+    ) -> Envelope[Association]:
+        to_type = _to_type(to_plural)
+        _, client = await _client(request, connection_id)
+        association = Association(from_type=kind, from_id=record_id, to_type=to_type, to_id=to_id)
+        (await client.associate(association)).unwrap()
+        return ok(association)
+
+    async def list_associations(
+        request: HttpRequest, connection_id: str, record_id: str, to_plural: str
+    ) -> Envelope[AssociationsOut]:
+        to_type = _to_type(to_plural)
+        _, client = await _client(request, connection_id)
+        return ok(
+            AssociationsOut(ids=(await client.associations(kind, record_id, to_type)).unwrap())
+        )
+
+    one = api_responses(Envelope[Out])  # type: ignore[valid-type]
+    many = api_responses(Envelope[Page[Out]])  # type: ignore[valid-type]
+    created = api_responses(Envelope[Out], status=201)  # type: ignore[valid-type]
+    batched = api_responses(Envelope[BatchResult[Out]])  # type: ignore[valid-type]
+    router.get(
+        base, response=many, tags=tag, operation_id=f"{plural}_list", summary=f"List {plural}"
+    )(list_records)
+    router.post(
+        base,
+        response=created,
+        tags=tag,
+        operation_id=f"{plural}_create",
+        summary=f"Create a {kind}",
+    )(create_record)
+    router.post(
+        f"{base}/search",
+        response=many,
+        tags=tag,
+        operation_id=f"{plural}_search",
+        summary=f"Search {plural}",
+    )(search_records)
+    router.post(
+        f"{base}/batch",
+        response=batched,
+        tags=tag,
+        operation_id=f"{plural}_batch",
+        summary=f"Create or update many {plural} (sent in provider-sized chunks)",
+    )(batch_records)
+    router.get(
+        f"{base}/{{record_id}}",
+        response=one,
+        tags=tag,
+        operation_id=f"{plural}_get",
+        summary=f"Get a {kind}",
+    )(get_record)
+    router.patch(
+        f"{base}/{{record_id}}",
+        response=one,
+        tags=tag,
+        operation_id=f"{plural}_update",
+        summary=f"Update a {kind}",
+    )(update_record)
+    router.delete(
+        f"{base}/{{record_id}}",
+        response=api_responses(Envelope[ArchivedOut]),
+        tags=tag,
+        operation_id=f"{plural}_archive",
+        summary=f"Archive a {kind}",
+    )(archive_record)
+    router.put(
+        f"{base}/{{record_id}}/associations/{{to_plural}}/{{to_id}}",
+        response=api_responses(Envelope[Association]),
+        tags=tag,
+        operation_id=f"{plural}_associate",
+        summary=f"Associate a {kind} with another record",
+    )(associate_record)
+    router.get(
+        f"{base}/{{record_id}}/associations/{{to_plural}}",
+        response=api_responses(Envelope[AssociationsOut]),
+        tags=tag,
+        operation_id=f"{plural}_associations",
+        summary=f"Ids of records associated with a {kind}",
+    )(list_associations)
+
+
+def _to_type(plural: str) -> ObjectType:
+    kind = BY_PLURAL.get(plural)
+    if kind is None:
+        raise ValidationFailed(
+            f"Unknown object type {plural!r}.", details={"allowed": sorted(BY_PLURAL)}
+        )
+    return kind
+
+
+for _kind in PLURALS:
+    _register(_kind)

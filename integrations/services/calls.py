@@ -1,0 +1,60 @@
+"""The per-connection provider call log (bounded) and the CRM client wired to a connection."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from django.utils import timezone
+
+from ..models import Connection, ProviderCallLog
+from ..providers.base import CallRecorder, CrmClient, ProviderCall
+from ..providers.registry import get_provider
+from .tokens import ConnectionTokens
+
+CALL_LOG_KEEP = 500  # rows kept per connection
+_PRUNE_EVERY = 50  # prune on roughly one write in this many (cheap on average)
+_TOUCH_EVERY = timedelta(minutes=1)
+
+
+def call_recorder(connection_id: uuid.UUID) -> CallRecorder:
+    async def record(call: ProviderCall) -> None:
+        row = await ProviderCallLog.objects.acreate(
+            connection_id=connection_id,
+            method=call.method,
+            path=call.path[:500],
+            status=call.status,
+            duration_ms=round(call.duration_ms, 2),
+            attempt=call.attempt,
+            waited_ms=round(call.waited_ms, 2),
+            error_code=call.error_code or "",
+        )
+        if row.pk % _PRUNE_EVERY == 0:
+            await call_log_prune(connection_id=connection_id)
+        now = timezone.now()
+        await (
+            Connection.objects.filter(pk=connection_id)
+            .exclude(last_used_at__gt=now - _TOUCH_EVERY)
+            .aupdate(last_used_at=now)
+        )
+
+    return record
+
+
+async def call_log_prune(*, connection_id: uuid.UUID, keep: int = CALL_LOG_KEEP) -> int:
+    """Delete all but the newest ``keep`` calls of a connection; returns how many went."""
+    newest = ProviderCallLog.objects.filter(connection_id=connection_id).order_by("-id")
+    boundary = await newest.values_list("id", flat=True)[keep : keep + 1].afirst()
+    if boundary is None:
+        return 0
+    deleted, _ = await ProviderCallLog.objects.filter(
+        connection_id=connection_id, id__lte=boundary
+    ).adelete()
+    return deleted
+
+
+def crm_client_for(connection: Connection) -> CrmClient:
+    provider = get_provider(connection.provider)
+    return provider.crm_client(
+        tokens=ConnectionTokens(connection.pk), record_call=call_recorder(connection.pk)
+    )
