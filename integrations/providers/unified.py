@@ -28,8 +28,7 @@ class Record(BaseModel):
     )
 
 
-class Contact(Record):
-    object_type: ObjectType = "contact"
+class ContactFields(BaseModel):
     email: str | None = None
     first_name: str | None = None
     last_name: str | None = None
@@ -39,22 +38,32 @@ class Contact(Record):
     company_id: str | None = None
 
 
-class Company(Record):
-    object_type: ObjectType = "company"
+class CompanyFields(BaseModel):
     name: str | None = None
     domain: str | None = None
     industry: str | None = None
     employees: int | None = None
 
 
-class Deal(Record):
-    object_type: ObjectType = "deal"
+class DealFields(BaseModel):
     name: str | None = None
     amount: Decimal | None = None
     currency: str | None = None
     stage: str | None = None
     close_date: date | None = None
     company_id: str | None = None
+
+
+class Contact(Record, ContactFields):
+    object_type: ObjectType = "contact"
+
+
+class Company(Record, CompanyFields):
+    object_type: ObjectType = "company"
+
+
+class Deal(Record, DealFields):
+    object_type: ObjectType = "deal"
 
 
 AnyRecord = Contact | Company | Deal
@@ -72,29 +81,17 @@ class RecordIn(BaseModel):
     properties: dict[str, Any] = Field(default_factory=dict)
 
 
-class ContactIn(RecordIn):
-    email: str | None = None
-    first_name: str | None = None
-    last_name: str | None = None
-    phone: str | None = None
-    job_title: str | None = None
-    lifecycle_stage: str | None = None
+# Inputs take the same unified fields, with the checks that only make sense on the way in.
+class ContactIn(RecordIn, ContactFields):
     company_id: str | None = Field(None, description="Associates the contact with this company.")
 
 
-class CompanyIn(RecordIn):
-    name: str | None = None
-    domain: str | None = None
-    industry: str | None = None
+class CompanyIn(RecordIn, CompanyFields):
     employees: int | None = Field(None, ge=0)
 
 
-class DealIn(RecordIn):
-    name: str | None = None
-    amount: Decimal | None = None
+class DealIn(RecordIn, DealFields):
     currency: str | None = Field(None, min_length=3, max_length=3)
-    stage: str | None = None
-    close_date: date | None = None
     company_id: str | None = Field(None, description="Associates the deal with this company.")
 
 
