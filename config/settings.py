@@ -222,9 +222,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2 * 1024 * 
 SWITCHBOARD_SANDBOX_URL = env_str("SWITCHBOARD_SANDBOX_URL").rstrip("/")
 
 
-def _provider(key: str, app_url: str, api_url: str) -> dict[str, str]:
+def _provider(key: str, app_url: str, api_url: str, **extra: str) -> dict[str, str]:
     name, sandbox = key.upper(), SWITCHBOARD_SANDBOX_URL
-    return {
+    return extra | {
         "client_id": env_str(f"{name}_CLIENT_ID", f"sandbox-{key}-client" if sandbox else ""),
         "client_secret": env_str(
             f"{name}_CLIENT_SECRET", f"sandbox-{key}-secret" if sandbox else ""
@@ -235,9 +235,33 @@ def _provider(key: str, app_url: str, api_url: str) -> dict[str, str]:
     }
 
 
+# The sandbox serves Salesforce's instance API over TLS (simple-salesforce insists on https)
+# with a CA of its own, written here; clients trust it only in sandbox mode.
+SWITCHBOARD_SANDBOX_CA_FILE = env_str(
+    "SWITCHBOARD_SANDBOX_CA_FILE", str(VAR_DIR / "sandbox" / "ca.pem")
+)
+_SF_LOGIN = f"{SWITCHBOARD_SANDBOX_URL}/salesforce" if SWITCHBOARD_SANDBOX_URL else ""
 PROVIDERS: dict[str, dict[str, str]] = {
     "hubspot": _provider("hubspot", "https://app.hubspot.com", "https://api.hubapi.com"),
+    # app_url is the production login host; the API host is each org's own instance_url.
+    "salesforce": _provider(
+        "salesforce",
+        "https://login.salesforce.com",
+        "",
+        sandbox_login_url=env_str(
+            "SALESFORCE_SANDBOX_LOGIN_URL",
+            f"{_SF_LOGIN}/test" if _SF_LOGIN else "https://test.salesforce.com",
+        ),
+        my_domain_url=env_str(
+            "SALESFORCE_MY_DOMAIN_URL",
+            f"{_SF_LOGIN}/mydomain/{{domain}}" if _SF_LOGIN else "https://{domain}",
+        ),
+        api_version=env_str("SALESFORCE_API_VERSION", "62.0"),
+        ca_file=SWITCHBOARD_SANDBOX_CA_FILE if SWITCHBOARD_SANDBOX_URL else "",
+    ),
 }
+if SWITCHBOARD_SANDBOX_URL:
+    PROVIDERS["salesforce"]["app_url"] = env_str("SALESFORCE_APP_URL", f"{_SF_LOGIN}/login")
 PROVIDER_TIMEOUT_SECONDS = float(env_int("PROVIDER_TIMEOUT_SECONDS", 20))
 TOKEN_REFRESH_LEEWAY_SECONDS = 300
 OAUTH_ATTEMPT_TTL_SECONDS = 600

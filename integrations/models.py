@@ -65,6 +65,11 @@ class Connection(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True)
     last_error_code = models.CharField(max_length=32, blank=True)
     last_error = models.TextField(blank=True)
+    api_budget_used = models.PositiveIntegerField(
+        null=True, blank=True, help_text="API calls used in the provider's window (its own count)."
+    )
+    api_budget_limit = models.PositiveIntegerField(null=True, blank=True)
+    api_budget_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -105,6 +110,9 @@ class OAuthAttempt(models.Model):
     state = models.CharField(max_length=64, unique=True, editable=False)
     code_verifier = EncryptedTextField(blank=True)
     redirect_uri = models.URLField(max_length=500)
+    login_url = models.URLField(
+        max_length=300, blank=True, help_text="Where the person signs in (Salesforce: the org's)."
+    )
     initiated_by = models.ForeignKey(
         User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -59,10 +59,12 @@ def _client(provider: Provider) -> OAuth2Session:
     return client
 
 
-def authorization_url(provider: Provider, *, state: str, code_verifier: str | None) -> str:
+def authorization_url(
+    provider: Provider, *, state: str, code_verifier: str | None, login_url: str | None = None
+) -> str:
     with _client(provider) as client:
         url, _ = client.create_authorization_url(
-            provider.authorize_url,
+            provider.authorize_url(login_url),
             state=state,
             code_verifier=code_verifier if provider.use_pkce else None,
             **provider.authorize_params(),
@@ -95,14 +97,22 @@ def _token_call(provider: Provider, what: str, call: Any) -> TokenSet:
 
 
 def token_exchange_code(
-    provider: Provider, *, code: str, code_verifier: str | None, redirect_uri: str
+    provider: Provider,
+    *,
+    code: str,
+    code_verifier: str | None,
+    redirect_uri: str,
+    login_url: str | None = None,
 ) -> TokenSet:
-    """Trade an authorization code for tokens. Raises ``ProviderError`` when refused."""
+    """Trade an authorization code for tokens. Raises ``ProviderError`` when refused.
+
+    ``login_url`` (where the person signed in) is kept in ``TokenSet.extra`` for refreshes.
+    """
 
     def call() -> Any:
         with _client(provider) as client:
             return client.fetch_token(
-                provider.token_url,
+                provider.token_url(login_url),
                 grant_type="authorization_code",
                 code=code,
                 redirect_uri=redirect_uri,
@@ -111,15 +121,20 @@ def token_exchange_code(
             )
 
     try:
-        return _token_call(provider, "code exchange", call)
+        tokens = _token_call(provider, "code exchange", call)
     except TokenEndpointRefused as exc:
         raise ProviderError(
             f"{provider.display_name} refused the authorization code.",
             details={"provider": provider.key, "status": exc.status, "reason": _reason(exc.body)},
         ) from exc
+    if login_url:
+        tokens.extra["login_url"] = login_url
+    return tokens
 
 
-def token_refresh(provider: Provider, *, refresh_token: str) -> TokenSet:
+def token_refresh(
+    provider: Provider, *, refresh_token: str, login_url: str | None = None
+) -> TokenSet:
     """New tokens from a refresh token (the answer may rotate the refresh token).
 
     Raises ``ProviderAuthError`` (``reauth_required``) when the provider says the grant is
@@ -129,7 +144,7 @@ def token_refresh(provider: Provider, *, refresh_token: str) -> TokenSet:
     def call() -> Any:
         with _client(provider) as client:
             return client.refresh_token(
-                provider.token_url,
+                provider.token_url(login_url),
                 refresh_token=refresh_token,
                 timeout=settings.PROVIDER_TIMEOUT_SECONDS,
             )

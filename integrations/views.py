@@ -131,6 +131,8 @@ async def connect_start(request: HttpRequest, provider: str) -> HttpResponse:
             provider_key=provider,
             user_id=visitor.user_id,
             connect_session=visitor.claims,
+            environment=request.GET.get("environment") or None,
+            domain=(request.GET.get("domain") or "").strip() or None,
         )
     except WizardError as exc:
         return await _error(request, exc.code, exc.message, exc.status)

@@ -75,7 +75,19 @@ class TokenSet(BaseModel):
     expires_at: datetime | None = None
     token_type: str = "bearer"  # noqa: S105 - a token kind, not a secret
     scopes: list[str] = Field(default_factory=list)
-    extra: dict[str, Any] = Field(default_factory=dict, description="e.g. Salesforce instance_url")
+    extra: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Non-secret facts kept with the connection: e.g. Salesforce's instance_url, "
+        "identity URL, and login_url (where refreshes go).",
+    )
+
+
+class LoginOption(BaseModel):
+    """One login host a person can pick in the wizard (``needs_domain``: they type it)."""
+
+    environment: str
+    label: str
+    needs_domain: bool = False
 
 
 class AccountIdentity(BaseModel):
@@ -114,6 +126,10 @@ class ProviderCall:
     attempt: int = 1
     waited_ms: float = 0.0  # time spent waiting for rate-limit budget
     error_code: str | None = None
+    # The provider's own count of the connection's allocation, when the answer carried one
+    # (Salesforce's Sforce-Limit-Info: api-usage=used/limit over a rolling 24 hours).
+    budget_used: int | None = None
+    budget_limit: int | None = None
 
 
 CallRecorder = Callable[[ProviderCall], Awaitable[None]]
@@ -207,17 +223,32 @@ class Provider(ABC):
     use_pkce: ClassVar[bool] = True
     object_types: ClassVar[tuple[ObjectType, ...]]
     rate_limit: ClassVar[RateLimitPolicy]
+    # Where the token endpoint lives: on the API host (HubSpot) or on the login host the person
+    # chose (Salesforce: production, sandbox or My Domain).
+    token_on_login_host: ClassVar[bool] = False
+    # Shown on the wizard where it matters (e.g. Salesforce's five approvals per user and app).
+    connect_note: ClassVar[str] = ""
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
 
-    @property
-    def authorize_url(self) -> str:
-        return self.config.app_url.rstrip("/") + self.authorize_path
+    def login_options(self) -> list[LoginOption]:
+        """Choices of login host for the wizard; empty when the provider has one."""
+        return []
 
-    @property
-    def token_url(self) -> str:
-        return self.config.api_url.rstrip("/") + self.token_path
+    def login_url(self, environment: str | None = None, domain: str | None = None) -> str:
+        """The login host for a choice from ``login_options`` (``ValidationFailed`` if bad).
+
+        The default has a single host: the configured app URL.
+        """
+        return self.config.app_url.rstrip("/")
+
+    def authorize_url(self, login_url: str | None = None) -> str:
+        return (login_url or self.login_url()).rstrip("/") + self.authorize_path
+
+    def token_url(self, login_url: str | None = None) -> str:
+        host = (login_url or self.login_url()) if self.token_on_login_host else self.config.api_url
+        return host.rstrip("/") + self.token_path
 
     def authorize_params(self) -> dict[str, str]:
         """Extra query parameters for the authorize URL (e.g. HubSpot's optional_scope)."""
@@ -264,4 +295,12 @@ class Provider(ABC):
         """Revoke the grant at the provider (disconnect). Already revoked counts as done."""
 
     @abstractmethod
-    def crm_client(self, *, tokens: TokenSource, record_call: CallRecorder) -> CrmClient: ...
+    def crm_client(
+        self,
+        *,
+        tokens: TokenSource,
+        record_call: CallRecorder,
+        token_extra: dict[str, Any] | None = None,
+    ) -> CrmClient:
+        """The CRM client of one connection; ``token_extra`` holds its non-secret token facts
+        (``TokenSet.extra``, e.g. Salesforce's ``instance_url``)."""

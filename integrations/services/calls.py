@@ -31,6 +31,12 @@ def call_recorder(connection_id: uuid.UUID) -> CallRecorder:
         )
         if row.pk % _PRUNE_EVERY == 0:
             await call_log_prune(connection_id=connection_id)
+        if call.budget_used is not None:
+            await Connection.objects.filter(pk=connection_id).aupdate(
+                api_budget_used=call.budget_used,
+                api_budget_limit=call.budget_limit,
+                api_budget_at=timezone.now(),
+            )
         now = timezone.now()
         await (
             Connection.objects.filter(pk=connection_id)
@@ -56,5 +62,7 @@ async def call_log_prune(*, connection_id: uuid.UUID, keep: int = CALL_LOG_KEEP)
 def crm_client_for(connection: Connection) -> CrmClient:
     provider = get_provider(connection.provider)
     return provider.crm_client(
-        tokens=ConnectionTokens(connection.pk), record_call=call_recorder(connection.pk)
+        tokens=ConnectionTokens(connection.pk),
+        record_call=call_recorder(connection.pk),
+        token_extra=dict(connection.token_extra),
     )

@@ -51,12 +51,16 @@ def oauth_start(
     provider_key: str,
     user_id: int | None,
     connect_session: ConnectSessionClaims | None,
+    environment: str | None = None,
+    domain: str | None = None,
 ) -> Started:
     """Record an attempt and return where to send the browser. Raises ``NotFound`` for an
-    unknown provider and ``PermissionDenied`` for one the connect session does not allow."""
+    unknown provider, ``PermissionDenied`` for one the connect session does not allow and
+    ``ValidationFailed`` for a login host choice the provider refuses."""
     provider = get_provider(provider_key)
     if connect_session is not None and not connect_session.allows(provider_key):
         raise PermissionDenied(f"This link does not allow connecting {provider.display_name}.")
+    login_url = provider.login_url(environment, domain)
     state = secrets.token_urlsafe(32)
     verifier = secrets.token_urlsafe(64) if provider.use_pkce else ""
     attempt = OAuthAttempt.objects.create(
@@ -65,6 +69,7 @@ def oauth_start(
         state=state,
         code_verifier=verifier,
         redirect_uri=provider.config.redirect_uri,
+        login_url=login_url,
         initiated_by_id=user_id,
         connect_session_id=connect_session.session_id if connect_session else None,
         end_user=connect_session.end_user.model_dump()
@@ -72,7 +77,9 @@ def oauth_start(
         else None,
         expires_at=timezone.now() + timedelta(seconds=settings.OAUTH_ATTEMPT_TTL_SECONDS),
     )
-    url = authorization_url(provider, state=state, code_verifier=verifier or None)
+    url = authorization_url(
+        provider, state=state, code_verifier=verifier or None, login_url=login_url
+    )
     return Started(attempt_id=attempt.pk, state=state, authorize_url=url)
 
 
@@ -135,6 +142,7 @@ async def oauth_complete(
             code=code,
             code_verifier=attempt.code_verifier or None,
             redirect_uri=attempt.redirect_uri,
+            login_url=attempt.login_url or None,
         )
     except AppError as exc:
         raise await fail(attempt, "code_exchange_failed", exc.message) from exc

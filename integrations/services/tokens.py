@@ -58,7 +58,9 @@ def connection_refresh_token(
                     "The connection has no refresh token.", details={"reason": "no_refresh_token"}
                 )
             tokens = token_refresh(
-                get_provider(connection.provider), refresh_token=connection.refresh_token
+                get_provider(connection.provider),
+                refresh_token=connection.refresh_token,
+                login_url=connection.token_extra.get("login_url"),
             )
         except AppError as exc:
             # Recorded in this transaction, which commits; the caller still gets the error.
@@ -70,6 +72,7 @@ def connection_refresh_token(
             connection.token_expires_at = tokens.expires_at
             connection.last_refreshed_at = timezone.now()
             connection.scopes = tokens.scopes or connection.scopes
+            connection.token_extra = {**connection.token_extra, **tokens.extra}
             connection.save()
             logger.info(
                 "refreshed tokens of %s connection %s",

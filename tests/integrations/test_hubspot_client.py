@@ -69,7 +69,7 @@ class SandboxTokens:
                 "client_secret": SANDBOX_CLIENT_SECRET,
             }
             async with httpx.AsyncClient(timeout=10) as http:
-                answer = await http.post(self.provider.token_url, data=form)
+                answer = await http.post(self.provider.token_url(), data=form)
             body = answer.json()
             if answer.status_code != 200:
                 if self.provider.refresh_refused(answer.status_code, body):
@@ -777,8 +777,8 @@ async def test_revoke_and_revoking_twice(hub: Harness):
 
 async def test_provider_descriptor(hub: Harness):
     provider = hub.provider
-    assert provider.authorize_url == f"{hub.sandbox.hubspot_app_url}/oauth/authorize"
-    assert provider.token_url == f"{hub.sandbox.hubspot_api_url}/oauth/v1/token"
+    assert provider.authorize_url() == f"{hub.sandbox.hubspot_app_url}/oauth/authorize"
+    assert provider.token_url() == f"{hub.sandbox.hubspot_api_url}/oauth/v1/token"
     assert provider.refresh_refused(400, {"status": "BAD_REFRESH_TOKEN", "message": "x"})
     assert provider.refresh_refused(400, {"error": "invalid_grant"})
     assert not provider.refresh_refused(400, {"status": "BAD_CLIENT_ID", "error": "invalid_client"})

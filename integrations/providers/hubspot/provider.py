@@ -141,7 +141,13 @@ class HubSpotProvider(Provider):
             return Result.fail(_failure_error(failure))
         return Result.ok(None)
 
-    def crm_client(self, *, tokens: TokenSource, record_call: CallRecorder) -> HubSpotCrmClient:
+    def crm_client(
+        self,
+        *,
+        tokens: TokenSource,
+        record_call: CallRecorder,
+        token_extra: dict[str, Any] | None = None,
+    ) -> HubSpotCrmClient:
         return HubSpotCrmClient(
             tokens=tokens,
             record_call=record_call,
