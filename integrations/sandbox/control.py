@@ -3,7 +3,7 @@
 ``POST /_sandbox/reset`` clears everything and seeds the portals again; ``GET /_sandbox/counters``
 reports the calls received; ``POST /_sandbox/faults`` sets the faults applied to CRM calls;
 ``GET /_sandbox/health`` answers when the sandbox is up. Provider-specific controls live under
-``/_sandbox/<provider>/`` (see ``hubspot/control.py``).
+``/_sandbox/<provider>/`` (see ``hubspot/control.py`` and ``salesforce/control.py``).
 """
 
 from __future__ import annotations

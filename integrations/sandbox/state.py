@@ -34,7 +34,12 @@ class Faults:
 
 @dataclass
 class Counters:
+    # "METHOD /route/template" -> calls, e.g. "GET /crm/v3/objects/contacts/{id}" (HubSpot) or
+    # "GET /services/data/vXX.X/sobjects/Contact/{id}" (Salesforce).
     requests: Counter[str] = field(default_factory=Counter)
+    # Token grants by grant type: HubSpot's bare ("authorization_code", "refresh_token", always
+    # reported), other providers' as "<provider>:<grant_type>" once they happen
+    # ("salesforce:authorization_code", "salesforce:refresh_token").
     token_grants: Counter[str] = field(default_factory=Counter)
     rate_limited: int = 0
     faults_injected: int = 0
