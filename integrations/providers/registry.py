@@ -8,9 +8,11 @@ from core.errors import NotFound
 
 from .base import Provider, ProviderConfig
 from .hubspot.provider import HubSpotProvider
+from .salesforce.provider import SalesforceProvider
 
 PROVIDER_CLASSES: dict[str, type[Provider]] = {
     HubSpotProvider.key: HubSpotProvider,
+    SalesforceProvider.key: SalesforceProvider,
 }
 
 
