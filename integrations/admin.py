@@ -59,6 +59,7 @@ class ConnectionAdmin(admin.ModelAdmin[Connection]):
         "organization",
         "status_badge",
         "token_expires_at",
+        "api_budget",
         "last_used_at",
         "last_error_code",
         "created_at",
@@ -78,6 +79,9 @@ class ConnectionAdmin(admin.ModelAdmin[Connection]):
         "scopes",
         "token_expires_at",
         "last_refreshed_at",
+        "instance_url",
+        "api_budget",
+        "api_budget_at",
         "last_used_at",
         "last_error_code",
         "last_error",
@@ -95,6 +99,19 @@ class ConnectionAdmin(admin.ModelAdmin[Connection]):
 
     def has_delete_permission(self, request: HttpRequest, obj: Connection | None = None) -> bool:
         return False  # "disconnect" revokes at the provider first and audits
+
+    @admin.display(description="instance URL")
+    def instance_url(self, obj: Connection) -> str:
+        return str(obj.token_extra.get("instance_url", "")) or "-"
+
+    @admin.display(description="API budget used")
+    def api_budget(self, obj: Connection) -> str:
+        if obj.api_budget_used is None:
+            return "-"
+        if not obj.api_budget_limit:
+            return str(obj.api_budget_used)
+        share = obj.api_budget_used / obj.api_budget_limit
+        return f"{obj.api_budget_used} / {obj.api_budget_limit} ({share:.0%})"
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: Connection) -> SafeString:
