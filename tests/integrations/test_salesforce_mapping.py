@@ -19,6 +19,7 @@ from core.errors import (
     ValidationFailed,
 )
 from integrations.providers.base import ProviderConfig
+from integrations.providers.batching import Collected
 from integrations.providers.salesforce import batch, catalog, errors, soql
 from integrations.providers.salesforce.mapping import (
     default_fields,
@@ -698,7 +699,7 @@ def test_save_results_go_back_to_their_inputs_indexes():
             }
         ),
     ]
-    collected = batch.Collected()
+    collected = Collected()
     written = batch.correlate(chunk, results, collected, updating=True)
     assert list(written) == ["003Dn0000000002AAA"]
     assert {i: e.code for i, e in collected.errors.items()} == {

@@ -16,7 +16,7 @@ Failure rules:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 from core.errors import AppError, ErrorCode, ValidationFailed
@@ -36,6 +36,7 @@ from hubspot.crm.objects import (
     SimplePublicObjectBatchInputForCreate,
 )
 
+from ..batching import Collected
 from ..unified import AnyRecord, BatchItemError, BatchResult, ObjectType, RecordIn
 from .errors import field_errors
 from .mapping import (
@@ -63,30 +64,6 @@ class Prepared:
     properties: dict[str, Any]
     company_id: str | None
     record_id: str | None = None  # updates only
-
-
-@dataclass(slots=True)
-class Collected:
-    records: dict[int, AnyRecord] = field(default_factory=dict)
-    errors: dict[int, BatchItemError] = field(default_factory=dict)
-
-    def fail(self, index: int, error: AppError, *, prefix: str = "") -> None:
-        self.errors[index] = item_error(index, error, prefix=prefix)
-
-    def result(self) -> BatchResult[AnyRecord]:
-        return BatchResult[AnyRecord](
-            results=[self.records[i] for i in sorted(self.records)],
-            errors=[self.errors[i] for i in sorted(self.errors)],
-        )
-
-
-def item_error(index: int, error: AppError, *, prefix: str = "") -> BatchItemError:
-    details = dict(error.details)
-    if error.retry_after is not None:
-        details["retry_after"] = error.retry_after
-    return BatchItemError(
-        index=index, code=error.code.value, message=prefix + error.message, details=details
-    )
 
 
 def answer_error(index: int, error: HubSpotError) -> BatchItemError:

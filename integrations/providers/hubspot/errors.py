@@ -10,7 +10,6 @@ or headers.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -31,6 +30,7 @@ from core.errors import (
     ValidationFailed,
 )
 
+from ..answers import NoAnswer, Unreadable, parse_body
 from .wire import HubSpotError
 
 # Each generated SDK package has its own ApiException class.
@@ -54,32 +54,6 @@ class HttpFailure(Exception):
         self.body = body
         self.headers = {k.lower(): v for k, v in headers.items()}
         super().__init__(f"HubSpot answered {status}")
-
-
-class NoAnswer(Exception):
-    """No usable answer: timeout, connection refused or reset, TLS failure."""
-
-    def __init__(self, *, timed_out: bool) -> None:
-        self.timed_out = timed_out
-        super().__init__("timed out" if timed_out else "no connection")
-
-
-class Unreadable(Exception):
-    """HubSpot answered 2xx with a body that does not have the documented shape."""
-
-    def __init__(self, status: int | None) -> None:
-        self.status = status
-        super().__init__("unreadable answer")
-
-
-def parse_body(raw: str | bytes | None) -> Any:
-    if raw is None:
-        return None
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 def from_sdk_exception(exc: BaseException) -> HttpFailure | NoAnswer | Unreadable | None:

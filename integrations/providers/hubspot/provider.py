@@ -18,6 +18,7 @@ from django.conf import settings
 from core.errors import AppError, ProviderAuthError
 from core.result import Result
 
+from ..answers import NoAnswer, Unreadable
 from ..base import (
     AccountIdentity,
     CallRecorder,
@@ -31,8 +32,6 @@ from ..unified import ObjectType
 from .client import HubSpotCrmClient
 from .errors import (
     HttpFailure,
-    NoAnswer,
-    Unreadable,
     error_for_answer,
     error_for_no_answer,
     error_for_unreadable,

@@ -22,17 +22,15 @@ import hubspot
 from core.errors import AppError, ErrorCode, ValidationFailed
 from core.result import Result
 
+from ..answers import NoAnswer, Unreadable, parse_body
 from ..base import CallRecorder, ProviderCall, TokenSource
 from ..unified import RawResponse
 from .errors import (
     HttpFailure,
-    NoAnswer,
-    Unreadable,
     error_for_answer,
     error_for_no_answer,
     error_for_unreadable,
     from_sdk_exception,
-    parse_body,
 )
 
 T = TypeVar("T")

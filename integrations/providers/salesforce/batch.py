@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from core.errors import AppError, ErrorCode, NotFound, ValidationFailed
 from core.result import Result
 
+from ..batching import Collected
 from ..unified import AnyRecord, BatchItemError, BatchResult, ObjectType, RecordIn
-from .errors import item_error, save_result_error
+from .errors import save_result_error
 from .mapping import sobject, to_fields, to_record
 from .soql import is_record_id
 from .transport import Sdk
@@ -47,21 +48,6 @@ class Prepared:
     index: int
     fields: dict[str, Any]
     record_id: str | None = None  # updates only
-
-
-@dataclass(slots=True)
-class Collected:
-    records: dict[int, AnyRecord] = field(default_factory=dict)
-    errors: dict[int, BatchItemError] = field(default_factory=dict)
-
-    def fail(self, index: int, error: AppError, *, prefix: str = "") -> None:
-        self.errors[index] = item_error(index, error, prefix=prefix)
-
-    def result(self) -> BatchResult[AnyRecord]:
-        return BatchResult[AnyRecord](
-            results=[self.records[i] for i in sorted(self.records)],
-            errors=[self.errors[i] for i in sorted(self.errors)],
-        )
 
 
 def prepare(

@@ -27,6 +27,8 @@ from core.errors import (
     ValidationFailed,
 )
 
+from ..answers import NoAnswer, Unreadable
+from ..batching import item_error
 from ..unified import BatchItemError
 from .wire import ErrorItem
 
@@ -84,32 +86,6 @@ class HttpFailure(Exception):
         self.body = body
         self.headers = {k.lower(): v for k, v in (headers or {}).items()}
         super().__init__(f"Salesforce answered {status}")
-
-
-class NoAnswer(Exception):
-    """No usable answer: timeout, connection refused or reset, TLS failure."""
-
-    def __init__(self, *, timed_out: bool) -> None:
-        self.timed_out = timed_out
-        super().__init__("timed out" if timed_out else "no connection")
-
-
-class Unreadable(Exception):
-    """Salesforce answered 2xx with a body that does not have the documented shape."""
-
-    def __init__(self, status: int | None) -> None:
-        self.status = status
-        super().__init__("unreadable answer")
-
-
-def parse_body(raw: str | bytes | None) -> Any:
-    if not raw:
-        return None
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 def error_items(body: Any) -> list[ErrorItem]:
@@ -250,15 +226,6 @@ def error_for_unreadable(failure: Unreadable) -> ProviderError:
     return ProviderError(
         "Salesforce answered with a body Switchboard could not read.",
         details={"provider": "salesforce", "status": failure.status},
-    )
-
-
-def item_error(index: int, error: AppError, *, prefix: str = "") -> BatchItemError:
-    details = dict(error.details)
-    if error.retry_after is not None:
-        details["retry_after"] = error.retry_after
-    return BatchItemError(
-        index=index, code=error.code.value, message=prefix + error.message, details=details
     )
 
 

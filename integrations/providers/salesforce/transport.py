@@ -32,16 +32,9 @@ from simple_salesforce.exceptions import SalesforceError
 from core.errors import AppError, ErrorCode, ProviderAuthError
 from core.result import Result
 
+from ..answers import NoAnswer, Unreadable, parse_body
 from ..base import CallRecorder, ProviderCall, TokenSource
-from .errors import (
-    HttpFailure,
-    NoAnswer,
-    Unreadable,
-    error_for_answer,
-    error_for_no_answer,
-    error_for_unreadable,
-    parse_body,
-)
+from .errors import HttpFailure, error_for_answer, error_for_no_answer, error_for_unreadable
 
 T = TypeVar("T")
 
