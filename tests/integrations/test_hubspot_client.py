@@ -7,19 +7,16 @@ endpoint; every HTTP attempt lands in a ``CallLog``. Assertions look at what a c
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import pytest
 
-from core.errors import AppError, ErrorCode, ProviderAuthError, ProviderError
-from core.result import Result
-from integrations.providers.base import ProviderCall, TokenSet
+from core.errors import ErrorCode
+from integrations.providers.base import TokenSet
 from integrations.providers.hubspot.client import HubSpotCrmClient
 from integrations.providers.hubspot.provider import HubSpotProvider
 from integrations.providers.registry import get_provider
@@ -36,6 +33,7 @@ from integrations.providers.unified import (
     SearchQuery,
     SearchSort,
 )
+from tests.integrations.clients import CallLog, SandboxTokens, email, fails, ok
 from tests.sandbox_fixtures import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
 
 pytestmark = pytest.mark.asyncio
@@ -43,55 +41,14 @@ pytestmark = pytest.mark.asyncio
 CUSTOM = {"contact": ["favorite_color", "loyalty_points"]}
 
 
-class SandboxTokens:
-    """A ``TokenSource`` holding one minted pair; ``refresh`` posts grant_type=refresh_token
-    to the sandbox (as the connection service does) and counts the refreshes."""
-
-    def __init__(self, provider: HubSpotProvider, minted: dict[str, Any]) -> None:
-        self.provider = provider
-        self.current: str = str(minted["access_token"])
-        self.refresh_token: str = str(minted["refresh_token"])
-        self.refreshes = 0
-        self._lock = asyncio.Lock()
-
-    async def access_token(self) -> str:
-        return self.current
-
-    async def refresh(self, rejected: str) -> str:
-        async with self._lock:
-            if rejected != self.current:  # someone else refreshed already
-                return self.current
-            self.refreshes += 1
-            form = {
-                "grant_type": "refresh_token",
-                "refresh_token": self.refresh_token,
-                "client_id": SANDBOX_CLIENT_ID,
-                "client_secret": SANDBOX_CLIENT_SECRET,
-            }
-            async with httpx.AsyncClient(timeout=10) as http:
-                answer = await http.post(self.provider.token_url(), data=form)
-            body = answer.json()
-            if answer.status_code != 200:
-                if self.provider.refresh_refused(answer.status_code, body):
-                    raise ProviderAuthError("HubSpot refused the refresh token.")
-                raise ProviderError(f"Refresh failed with {answer.status_code}.")
-            tokens = self.provider.parse_token_response(body, now=datetime.now(UTC))
-            self.current = tokens.access_token
-            self.refresh_token = tokens.refresh_token or self.refresh_token
-            return str(self.current)
-
-
-class CallLog:
-    """A ``CallRecorder`` that keeps every reported call."""
-
-    def __init__(self) -> None:
-        self.calls: list[ProviderCall] = []
-
-    async def __call__(self, call: ProviderCall) -> None:
-        self.calls.append(call)
-
-    def summary(self) -> list[tuple[str, str, int | None, int, str | None]]:
-        return [(c.method, c.path, c.status, c.attempt, c.error_code) for c in self.calls]
+def hubspot_tokens(provider: HubSpotProvider, minted: dict[str, Any]) -> SandboxTokens:
+    return SandboxTokens(
+        provider,
+        minted,
+        token_url=provider.token_url(),
+        client_id=SANDBOX_CLIENT_ID,
+        client_secret=SANDBOX_CLIENT_SECRET,
+    )
 
 
 class Harness:
@@ -99,7 +56,7 @@ class Harness:
         self.sandbox = sandbox
         self.provider = provider
         self.minted = minted
-        self.tokens = SandboxTokens(provider, minted)
+        self.tokens = hubspot_tokens(provider, minted)
         self.log = CallLog()
         self.client = self.build()
 
@@ -122,20 +79,6 @@ def hub(sandbox: Any, sandbox_settings: Any) -> Harness:
     provider = get_provider("hubspot")
     assert isinstance(provider, HubSpotProvider)
     return Harness(sandbox, provider, sandbox.mint_token())
-
-
-def email() -> str:
-    return f"{uuid.uuid4().hex[:12]}@acme.test"
-
-
-def ok(result: Result[Any]) -> Any:
-    assert result.error is None, f"{result.error!r} {result.error.details}"
-    return result.unwrap()
-
-
-def fails(result: Result[Any]) -> AppError:
-    assert result.error is not None, f"expected a failure, got {result.unwrap_or(None)!r}"
-    return result.error
 
 
 # --- records ---------------------------------------------------------------------------------
@@ -282,7 +225,7 @@ async def test_provider_reads_extra_properties_from_settings(sandbox: Any, sandb
     provider = get_provider("hubspot")
     assert isinstance(provider, HubSpotProvider)
     client = provider.crm_client(
-        tokens=SandboxTokens(provider, sandbox.mint_token()), record_call=CallLog()
+        tokens=hubspot_tokens(provider, sandbox.mint_token()), record_call=CallLog()
     )
     created = ok(
         await client.create(
@@ -605,7 +548,13 @@ class StaleTokens(SandboxTokens):
 
 
 async def test_a_second_401_is_reauth_required_after_exactly_one_refresh(hub: Harness):
-    tokens = StaleTokens(hub.provider, hub.minted)
+    tokens = StaleTokens(
+        hub.provider,
+        hub.minted,
+        token_url=hub.provider.token_url(),
+        client_id=SANDBOX_CLIENT_ID,
+        client_secret=SANDBOX_CLIENT_SECRET,
+    )
     hub.sandbox.expire_tokens()
     client = hub.build(tokens=tokens)
 
@@ -695,7 +644,7 @@ async def test_duplicate_email_is_conflict(hub: Harness):
 
 async def test_missing_scope_is_provider_error_with_the_category(hub: Harness, sandbox: Any):
     minted = sandbox.mint_token(scopes=["oauth", "crm.objects.contacts.read"])
-    client = hub.build(tokens=SandboxTokens(hub.provider, minted))
+    client = hub.build(tokens=hubspot_tokens(hub.provider, minted))
     result = await client.list("deal")
     assert result.error_code == ErrorCode.PROVIDER_ERROR
     assert fails(result).details["category"] == "MISSING_SCOPES"

@@ -14,12 +14,10 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import pytest
 
-from core.errors import AppError, ErrorCode, ProviderAuthError, ProviderError
-from core.result import Result
-from integrations.providers.base import ProviderCall, TokenSet
+from core.errors import ErrorCode, ProviderAuthError
+from integrations.providers.base import TokenSet
 from integrations.providers.hubspot.client import HubSpotCrmClient
 from integrations.providers.hubspot.provider import HubSpotProvider
 from integrations.providers.registry import get_provider
@@ -40,6 +38,7 @@ from integrations.providers.unified import (
     SearchQuery,
     SearchSort,
 )
+from tests.integrations.clients import CallLog, SandboxTokens, email, fails, ok
 
 pytestmark = pytest.mark.asyncio
 
@@ -50,69 +49,18 @@ VERSIONED = "/services/data/vXX.X"  # how the sandbox's counters name the versio
 MISSING_ID = {"contact": "003Dn0000009999AAA", "company": "001Dn0000009999AAA"}
 
 
-class SandboxTokens:
-    """A ``TokenSource`` holding one minted pair; ``refresh`` posts grant_type=refresh_token to
-    the sandbox's production login host (as the connection service does) and counts refreshes."""
-
-    def __init__(self, provider: SalesforceProvider, sandbox: Any, minted: dict[str, Any]) -> None:
-        self.provider = provider
-        self.token_url = f"{sandbox.url}/salesforce/login/services/oauth2/token"
-        self.current: str = str(minted["access_token"])
-        self.refresh_token: str = str(minted["refresh_token"])
-        self.refreshes = 0
-        self._lock = asyncio.Lock()
-
-    async def access_token(self) -> str:
-        return self.current
-
-    async def refresh(self, rejected: str) -> str:
-        async with self._lock:
-            if rejected != self.current:  # someone else refreshed already
-                return self.current
-            self.refreshes += 1
-            form = {
-                "grant_type": "refresh_token",
-                "refresh_token": self.refresh_token,
-                "client_id": SF_CLIENT_ID,
-                "client_secret": SF_CLIENT_SECRET,
-            }
-            async with httpx.AsyncClient(timeout=10) as http:
-                answer = await http.post(self.token_url, data=form)
-            body = answer.json()
-            if answer.status_code != 200:
-                if self.provider.refresh_refused(answer.status_code, body):
-                    raise ProviderAuthError("Salesforce refused the refresh token.")
-                raise ProviderError(f"Refresh failed with {answer.status_code}.")
-            tokens = self.provider.parse_token_response(body, now=datetime.now(UTC))
-            self.current = tokens.access_token
-            return self.current
-
-
-class CallLog:
-    """A ``CallRecorder`` that keeps every reported call."""
-
-    def __init__(self) -> None:
-        self.calls: list[ProviderCall] = []
-
-    async def __call__(self, call: ProviderCall) -> None:
-        self.calls.append(call)
-
-    def summary(
-        self, *, describes: bool = False
-    ) -> list[tuple[str, str, int | None, int, str | None]]:
-        return [
-            (c.method, c.path, c.status, c.attempt, c.error_code)
-            for c in self.calls
-            if describes or not c.path.endswith("/describe")
-        ]
-
-
 class Harness:
     def __init__(self, sandbox: Any, provider: SalesforceProvider, minted: dict[str, Any]) -> None:
         self.sandbox = sandbox
         self.provider = provider
         self.minted = minted
-        self.tokens = SandboxTokens(provider, sandbox, minted)
+        self.tokens = SandboxTokens(
+            provider,
+            minted,
+            token_url=f"{sandbox.url}/salesforce/login/services/oauth2/token",
+            client_id=SF_CLIENT_ID,
+            client_secret=SF_CLIENT_SECRET,
+        )
         self.log = CallLog()
         self.client = self.build()
 
@@ -143,20 +91,6 @@ def sf(sandbox: Any, sandbox_settings: Any) -> Harness:
     provider = get_provider("salesforce")
     assert isinstance(provider, SalesforceProvider)
     return Harness(sandbox, provider, sandbox.sf_mint_token(org="acme"))
-
-
-def email() -> str:
-    return f"{uuid.uuid4().hex[:12]}@acme.test"
-
-
-def ok(result: Result[Any]) -> Any:
-    assert result.error is None, f"{result.error!r} {result.error.details}"
-    return result.unwrap()
-
-
-def fails(result: Result[Any]) -> AppError:
-    assert result.error is not None, f"expected a failure, got {result.unwrap_or(None)!r}"
-    return result.error
 
 
 SOBJECT = {"contact": "Contact", "company": "Account", "deal": "Opportunity"}
@@ -678,7 +612,13 @@ class StaleTokens(SandboxTokens):
 
 
 async def test_a_second_401_is_reauth_required_after_exactly_one_refresh(sf: Harness):
-    tokens = StaleTokens(sf.provider, sf.sandbox, sf.minted)
+    tokens = StaleTokens(
+        sf.provider,
+        sf.minted,
+        token_url=sf.tokens.token_url,
+        client_id=SF_CLIENT_ID,
+        client_secret=SF_CLIENT_SECRET,
+    )
     sf.sandbox.sf_expire_tokens()
     client = sf.build(tokens=tokens)
 
