@@ -168,7 +168,7 @@ async def connect_callback(request: HttpRequest, provider: str) -> HttpResponse:
             exc.code,
             extra={"provider": provider, "attempt_id": str(exc.attempt_id or "")},
         )
-        return await _error(request, exc.code, exc.message, 400)
+        return await _error(request, exc.code, exc.message, exc.status)
     finally:
         if state in states:
             states.remove(state)

@@ -31,11 +31,14 @@ logger = logging.getLogger("switchboard.oauth")
 class OAuthFailure(Exception):
     """The flow ended without a connection. ``code`` is stable; ``message`` is for people."""
 
-    def __init__(self, code: str, message: str, attempt_id: uuid.UUID | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, attempt_id: uuid.UUID | None = None, status: int = 400
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.attempt_id = attempt_id
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +130,12 @@ async def oauth_complete(
         provider_key=provider_key, state=state, browser_states=browser_states
     )
     fail = sync_to_async(_fail)
+    try:  # configured when the flow started, but settings can change while a person consents
+        provider = get_provider(provider_key)
+    except AppError as exc:
+        unconfigured = await fail(attempt, "not_configured", exc.message)
+        unconfigured.status = exc.status
+        raise unconfigured from exc
     if error:
         if error == "access_denied":
             raise await fail(attempt, "consent_denied", "Access was not granted.")
@@ -134,7 +143,6 @@ async def oauth_complete(
         raise await fail(attempt, "provider_error", f"The provider reported an error: {detail}")
     if not code:
         raise await fail(attempt, "provider_error", "The provider sent no authorization code.")
-    provider = get_provider(provider_key)
     try:
         tokens: TokenSet = await asyncio.to_thread(
             token_exchange_code,
@@ -147,8 +155,8 @@ async def oauth_complete(
     except AppError as exc:
         raise await fail(attempt, "code_exchange_failed", exc.message) from exc
     identity = await provider.fetch_identity(tokens)
-    if (failure := identity.error) is not None:
-        raise await fail(attempt, "identity_failed", failure.message)
+    if (refused := identity.error) is not None:
+        raise await fail(attempt, "identity_failed", refused.message)
     return await sync_to_async(_finish)(attempt, tokens, identity.unwrap())
 
 

@@ -226,3 +226,20 @@ def test_bad_session_links(sandbox_settings: Any, org: Organization) -> None:
         expired = Client().get(f"/connect/?session={token}")
     assert expired.status_code == 401
     assert b"expired" in expired.content
+
+
+def test_a_provider_unconfigured_mid_flow_ends_on_the_error_page(
+    sandbox_settings: Any, member: Client
+) -> None:
+    redirect = consent(start(member)["Location"])
+    sandbox_settings.PROVIDERS = {
+        **sandbox_settings.PROVIDERS,
+        "hubspot": {**sandbox_settings.PROVIDERS["hubspot"], "client_id": ""},
+    }
+    done = finish(member, redirect)
+    assert done.status_code == 404
+    assert b'id="connect-error"' in done.content
+    attempt = OAuthAttempt.objects.get()
+    assert attempt.status == AttemptStatus.FAILED
+    assert attempt.error_code == "not_configured"
+    assert not Connection.objects.exists()
