@@ -8,7 +8,7 @@ from typing import Any
 
 from django.http import HttpRequest
 from ninja import Query, Router, Status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from accounts.auth import principal_of
 from core.envelope import Envelope, api_responses, ok
@@ -128,9 +128,13 @@ def _inputs(kind: ObjectType, items: list[dict[str, Any]], *, with_id: bool) -> 
             )
         try:
             data = model.model_validate(fields)
-        except ValueError as exc:
+        except ValidationError as exc:
+            # Where and why only, as for every 422: never echo the submitted values back.
+            errors = [
+                {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()
+            ]
             raise ValidationFailed(
-                f"Item {index} did not validate.", details={"index": index, "errors": str(exc)}
+                f"Item {index} did not validate.", details={"index": index, "errors": errors}
             ) from exc
         parsed.append((str(record_id), data) if with_id else data)
     return parsed

@@ -167,3 +167,16 @@ def test_another_organisations_key_cannot_touch_the_connection(
     )
     assert Connection.objects.filter(pk=connection.pk).exists()
     assert sandbox.counters()["total"] == 0
+
+
+def test_a_bad_batch_item_is_named_without_echoing_it(
+    sandbox: Any, sandbox_settings: Any, org: Organization, api: Api
+) -> None:
+    connection = make_connection(sandbox, org)
+    items = [{"email": "fine@example.com"}, {"email": "x@example.com", "secret_field": "hunter2"}]
+    response = api.post(url(connection, "/contacts/batch"), {"create": items})
+    body = assert_envelope_error(response, 422, "validation_failed")
+    assert body["error"]["details"]["index"] == 1
+    assert body["error"]["details"]["errors"][0]["loc"] == ["secret_field"]
+    assert b"hunter2" not in response.content
+    assert sandbox.counters()["total"] == 0  # nothing half-written
