@@ -39,6 +39,7 @@ from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit, urlu
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
+from ..pages import error_page, page
 from ..state import SandboxState
 from . import errors, ids
 from .guard import route_key, states
@@ -95,20 +96,11 @@ def oauth_endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    document = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)} | Salesforce sandbox</title>
-<style>body{{font-family:sans-serif;max-width:36rem;margin:3rem auto}}
-label{{display:block;margin:.5rem 0}}button{{margin-right:1rem;padding:.4rem 1.2rem}}</style>
-</head><body><h1>{html.escape(title)}</h1>
-{body}
-</body></html>"""
-    return HTMLResponse(document, status_code=status)
+    return page("Salesforce", title, body, status)
 
 
 def _error_page(message: str) -> HTMLResponse:
-    return _page(
-        "Authorization error", f'<p class="error" id="error">{html.escape(message)}</p>', 400
-    )
+    return error_page("Salesforce", "Authorization error", message)
 
 
 def _scopes(query: dict[str, str]) -> tuple[str, ...]:
