@@ -74,8 +74,14 @@ class Sandbox:
     def hubspot_api_url(self) -> str:
         return f"{self.url}/hubspot/api"
 
-    def _control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        response = self.http.request(method, f"{self.url}/_sandbox{path}", json=body)
+    def _control(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        response = self.http.request(method, f"{self.url}/_sandbox{path}", json=body, params=params)
         assert response.status_code == 200, (
             f"{method} {path}: {response.status_code} {response.text}"
         )
@@ -89,10 +95,67 @@ class Sandbox:
         return result
 
     def faults(self, **values: Any) -> dict[str, Any]:
-        """Replace the faults on CRM calls: latency_ms, fail_next, fail_status, timeout_next,
-        timeout_seconds, rate_limit_next (omitted ones are cleared)."""
+        """Replace the faults on CRM calls (omitted ones are cleared): latency_ms, fail_next,
+        fail_status, timeout_next, timeout_after_next, timeout_seconds, rate_limit_next, and the
+        drawn ones: fault_rate (0..1), fault_mix ({"fail", "timeout", "timeout_after",
+        "rate_limit", "slow"}: weight), seed, slow_ms, burst."""
         result: dict[str, Any] = self._control("POST", "/faults", values)
         return result
+
+    def hubspot_seed(
+        self,
+        count: int,
+        *,
+        hub_id: int = ACME_HUB_ID,
+        object_type: str = "contacts",
+        prefix: str = "seed",
+        start: int = 1,
+    ) -> dict[str, Any]:
+        """Create ``count`` records in a portal at once (no API calls, no webhooks): emails
+        ``{prefix}-{i}@example.com`` / domains ``{prefix}-{i}.example.com`` / deal names
+        ``{prefix} deal {i}``; answers ``{"created", "ids": [first, last]}``."""
+        body = {
+            "hub_id": hub_id,
+            "object_type": object_type,
+            "count": count,
+            "prefix": prefix,
+            "start": start,
+        }
+        result: dict[str, Any] = self._control("POST", "/hubspot/seed", body)
+        return result
+
+    def hubspot_stats(
+        self, *, hub_id: int = ACME_HUB_ID, object_type: str = "contacts"
+    ) -> dict[str, Any]:
+        """``{"live", "archived", "duplicates": {key: values held by >1 live record}}`` (keys:
+        email / domain / dealname, and switchboard_write_id)."""
+        params = {"hub_id": hub_id, "object_type": object_type}
+        result: dict[str, Any] = self._control("GET", "/hubspot/stats", params=params)
+        return result
+
+    def hubspot_webhooks(self, **settings: Any) -> dict[str, Any]:
+        """Change the webhook subscription: target_url (None unsubscribes), max_batch,
+        max_attempts, backoff_ms, flush_ms; answers the settings and delivery counts."""
+        result: dict[str, Any] = self._control("POST", "/hubspot/webhooks", settings)
+        return result
+
+    def hubspot_webhook_status(self) -> dict[str, Any]:
+        """Settings and counts: delivered, failed (events), pending, in_flight, requests,
+        retries, last_status, last_error."""
+        result: dict[str, Any] = self._control("GET", "/hubspot/webhooks")
+        return result
+
+    def wait_for_webhooks(self, settled: int, timeout: float = 10.0) -> dict[str, Any]:
+        """Poll until ``settled`` events were delivered or given up on and nothing is pending
+        or in flight; the status then (fails the test on timeout)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.hubspot_webhook_status()
+            done = status["delivered"] + status["failed"]
+            if done >= settled and not status["pending"] and not status["in_flight"]:
+                return status
+            assert time.monotonic() < deadline, f"webhooks did not settle: {status}"
+            time.sleep(0.02)
 
     def limits(self, **values: int) -> dict[str, Any]:
         """Set HubSpot's per_10s, daily and search_per_second limits (0 turns search's off)."""
@@ -211,6 +274,33 @@ class Sandbox:
         """Change access_token_ttl, code_ttl, rotate_refresh_tokens; read all."""
         result: dict[str, Any] = self._control("POST", "/salesforce/config", values)
         return result
+
+    def sf_seed(
+        self,
+        count: int,
+        *,
+        org: str = "acme",
+        sobject: str = "Contact",
+        prefix: str = "seed",
+        start: int = 1,
+    ) -> dict[str, Any]:
+        """Create ``count`` Contact / Account / Opportunity records in an org at once (no API
+        calls); answers ``{"created", "ids": [first, last]}``."""
+        body = {"org": org, "sobject": sobject, "count": count, "prefix": prefix, "start": start}
+        result: dict[str, Any] = self._control("POST", "/salesforce/seed", body)
+        return result
+
+    def sf_stats(self, *, org: str = "acme", sobject: str = "Contact") -> dict[str, Any]:
+        """``{"live", "deleted", "archived", "duplicates": {key: values held by >1 live
+        record}}`` (keys: Email or Name, and Switchboard_Write_Id__c)."""
+        params = {"org": org, "sobject": sobject}
+        result: dict[str, Any] = self._control("GET", "/salesforce/stats", params=params)
+        return result
+
+    def sf_empty_recycle_bin(self, org: str | None = None) -> int:
+        """Empty the recycle bin (of ``org``, or every org): queryAll stops seeing those rows."""
+        body = {} if org is None else {"org": org}
+        return int(self._control("POST", "/salesforce/recycle-bin/empty", body)["emptied"])
 
     def sf_session(self) -> requests.Session:
         """A requests session that trusts the sandbox's CA."""

@@ -1,7 +1,11 @@
 """The control API tests drive the sandbox with (``/_sandbox``; not any provider's API).
 
 ``POST /_sandbox/reset`` clears everything and seeds the portals again; ``GET /_sandbox/counters``
-reports the calls received; ``POST /_sandbox/faults`` sets the faults applied to CRM calls;
+reports the calls received (``total``, ``requests`` by route, ``token_grants``, ``rate_limited``
+-- real limit enforcement only --, ``faults_injected``, ``faults_by_kind``,
+``requests_by_account`` and ``rate_limited_by_account`` keyed ``hubspot:<hub_id>`` /
+``salesforce:<org>``); ``GET|POST /_sandbox/faults`` reads or replaces the faults applied to CRM
+calls (omitted fields go back to their defaults, unknown ones are refused; see ``state.py``);
 ``GET /_sandbox/health`` answers when the sandbox is up. Provider-specific controls live under
 ``/_sandbox/<provider>/`` (see ``hubspot/control.py`` and ``salesforce/control.py``).
 """

@@ -871,7 +871,13 @@ def test_ten_second_limit_answers_429_with_hubspot_body_and_headers(sandbox: San
     assert sdk_refused.value.status == 429
     other_portal = sandbox.http.get(url, headers=bearer(sandbox.mint_token(GLOBEX_HUB_ID)))
     assert other_portal.status_code == 200
-    assert sandbox.counters()["rate_limited"] == 2
+    counters = sandbox.counters()
+    assert counters["rate_limited"] == 2
+    assert counters["rate_limited_by_account"] == {f"hubspot:{ACME_HUB_ID}": 2}
+    assert counters["requests_by_account"] == {
+        f"hubspot:{ACME_HUB_ID}": 5,
+        f"hubspot:{GLOBEX_HUB_ID}": 1,
+    }
 
 
 def test_daily_and_search_limits(sandbox: Sandbox) -> None:
@@ -918,7 +924,15 @@ def test_faults_fail_slow_down_hold_and_throttle_crm_calls_only(sandbox: Sandbox
     assert sandbox.http.get(url, headers=headers).status_code == 200
     counters = sandbox.counters()
     assert counters["faults_injected"] == 4
-    assert counters["rate_limited"] == 1
+    assert counters["faults_by_kind"] == {
+        "fail": 2,
+        "timeout": 1,
+        "timeout_after": 0,
+        "rate_limit": 1,
+        "slow": 0,
+    }
+    assert counters["rate_limited"] == 0  # an injected 429 is a fault, not limit enforcement
+    assert counters["rate_limited_by_account"] == {}
 
 
 def test_counters_key_calls_by_route_template(sandbox: Sandbox) -> None:

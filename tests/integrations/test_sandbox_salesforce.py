@@ -1032,7 +1032,9 @@ def test_every_answer_reports_api_usage_and_the_limit_refuses(sandbox: Sandbox) 
     globex.query("SELECT Id FROM Contact")
     with pytest.raises(SalesforceRefusedRequest):
         globex.query("SELECT Id FROM Contact")
-    assert sandbox.counters()["rate_limited"] == 3
+    counters = sandbox.counters()
+    assert counters["rate_limited"] == 3
+    assert counters["rate_limited_by_account"] == {"salesforce:acme": 2, "salesforce:globex": 1}
 
 
 def test_an_expired_session_answers_401_until_refreshed(sandbox: Sandbox) -> None:
@@ -1083,7 +1085,15 @@ def test_faults_apply_to_rest_calls_not_to_oauth(sandbox: Sandbox) -> None:
     sf.query("SELECT Id FROM Contact")
     assert time.monotonic() - started >= 0.2
     counters = sandbox.counters()
-    assert (counters["faults_injected"], counters["rate_limited"]) == (4, 1)
+    # An injected refusal is a fault, not limit enforcement.
+    assert (counters["faults_injected"], counters["rate_limited"]) == (4, 0)
+    assert counters["faults_by_kind"] == {
+        "fail": 2,
+        "timeout": 1,
+        "timeout_after": 0,
+        "rate_limit": 1,
+        "slow": 0,
+    }
 
 
 def test_counters_key_rest_calls_by_route_template(sandbox: Sandbox) -> None:

@@ -177,5 +177,5 @@ def batch_archive(call: Call) -> Response:
     for item in inputs:
         record = records.live(call.data, call.schema, str(item.get("id", "")))
         if record is not None:
-            records.archive(record)
+            records.archive(call.data, call.schema, record)
     return errors.empty(204)

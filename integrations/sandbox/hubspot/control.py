@@ -4,18 +4,32 @@
 the browser flow; ``POST /tokens/expire`` expires every access token now; ``POST /tokens/revoke``
 revokes one refresh token (or all) with its access tokens; ``GET|POST /config`` reads or changes
 the app's behaviour (token lifetime, refresh-token rotation, daily headers).
+
+``POST /seed`` ``{"hub_id", "object_type", "count", "prefix"?, "start"?}`` creates ``count``
+records at once (no API calls, no webhook events): contacts ``{prefix}-{i}@example.com``,
+companies ``{prefix}-{i}.example.com``, deals ``{prefix} deal {i}``, ``i`` from ``start``
+(default 1), their modification times one millisecond apart, ending about now; answers
+``{"created", "ids": [first, last]}``. ``GET /stats?hub_id=&object_type=`` answers ``{"live",
+"archived", "duplicates": {<key>: n}}``: for each key (``email`` or ``domain`` or ``dealname``,
+and ``switchboard_write_id``), how many values more than one live record holds.
+``GET|POST /webhooks`` reads or sets the webhook subscription (see ``webhooks.py``).
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Route
 
 from ..control import control
-from .state import FULL_SCOPES, HubSpotState
+from .schema import WRITE_ID, ObjectSchema, iso_ms, resolve_type
+from .state import FULL_SCOPES, HubSpotState, PortalData, Record, from_ms, to_ms
 
+MAX_SEED = 200_000
+NATURAL_KEYS = {"contacts": "email", "companies": "domain", "deals": "dealname"}
 LIMIT_FIELDS = {"per_10s": 1, "daily": 1, "search_per_second": 0}  # field -> smallest value
 CONFIG_INTS = {"access_token_ttl": 1, "code_ttl": 1}
 CONFIG_BOOLS = ("rotate_refresh_tokens", "daily_headers")
@@ -105,6 +119,115 @@ def config(request: Request, body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _portal(hubspot: HubSpotState, raw: Any) -> PortalData:
+    try:
+        hub_id = int(raw)
+    except (TypeError, ValueError):
+        raise ValueError("hub_id must be an integer") from None
+    if hub_id not in hubspot.portals:
+        raise LookupError(f"No portal {hub_id}; the seeded portals are {sorted(hubspot.portals)}")
+    return hubspot.portal_data(hub_id)
+
+
+def _schema(raw: Any) -> ObjectSchema:
+    schema = resolve_type(str(raw or ""))
+    if schema is None:
+        raise ValueError("object_type must be contacts, companies or deals")
+    return schema
+
+
+def _seed_values(schema: ObjectSchema, prefix: str, i: int) -> dict[str, str]:
+    if schema.name == "contacts":
+        return {
+            "email": f"{prefix}-{i}@example.com".lower(),
+            "firstname": prefix.capitalize(),
+            "lastname": f"Contact {i}",
+            "lifecyclestage": "lead",
+        }
+    if schema.name == "companies":
+        return {
+            "name": f"{prefix.capitalize()} Company {i}",
+            "domain": f"{prefix}-{i}.example.com".lower(),
+            "industry": "CONSTRUCTION",
+        }
+    return {
+        "dealname": f"{prefix} deal {i}",
+        "amount": str(100 * (i % 1000 + 1)),
+        "dealstage": "appointmentscheduled",
+        "pipeline": "default",
+    }
+
+
+@control
+def seed(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+    hubspot = _hubspot(request)
+    unknown = set(body) - {"hub_id", "object_type", "count", "prefix", "start"}
+    if unknown:
+        raise ValueError(f"Unknown field(s): {sorted(unknown)}")
+    data = _portal(hubspot, body.get("hub_id", 62515))
+    schema = _schema(body.get("object_type", "contacts"))
+    count = _int(body, "count", 0, 1)
+    if count > MAX_SEED:
+        raise ValueError(f"count must be at most {MAX_SEED}")
+    start = _int(body, "start", 1, 0)
+    prefix = body.get("prefix", "seed")
+    if not isinstance(prefix, str) or not prefix or not prefix.replace("-", "").isalnum():
+        raise ValueError("prefix must be letters, digits and dashes")
+    planned = [_seed_values(schema, prefix, i) for i in range(start, start + count)]
+    if schema.name == "contacts":
+        taken = [v["email"] for v in planned if v["email"] in data.emails]
+        if taken:
+            raise ValueError(f"Email {taken[0]} is taken; seed with another prefix or start")
+    now_ms = to_ms(datetime.now(UTC))
+    first_ms = max(data.clock_ms + 1, now_ms - count + 1)
+    ids: list[str] = []
+    for offset, values in enumerate(planned):
+        record_id = hubspot.next_id()
+        moment = from_ms(first_ms + offset)
+        stamp = iso_ms(moment)
+        properties = values | {"hs_object_id": record_id, "createdate": stamp}
+        properties |= dict.fromkeys(schema.modified_props, stamp)
+        data.insert(Record(record_id, schema.name, properties, moment, moment))
+        if schema.name == "contacts":
+            data.emails[values["email"]] = record_id
+        ids.append(record_id)
+    data.clock_ms = first_ms + count - 1
+    return {"created": count, "ids": [ids[0], ids[-1]]}
+
+
+@control
+def stats(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+    hubspot = _hubspot(request)
+    query = request.query_params
+    data = _portal(hubspot, query.get("hub_id", body.get("hub_id", 62515)))
+    schema = _schema(query.get("object_type", body.get("object_type", "contacts")))
+    table = data.table(schema.name)
+    live = [r for r in table.values() if not r.archived]
+    duplicates: dict[str, int] = {}
+    for key in (NATURAL_KEYS[schema.name], WRITE_ID):
+        held = Counter(
+            value.strip().lower()
+            for r in live
+            if (value := r.properties.get(key)) is not None and value.strip()
+        )
+        duplicates[key] = sum(1 for n in held.values() if n > 1)
+    return {
+        "hub_id": data.portal.hub_id,
+        "object_type": schema.name,
+        "live": len(live),
+        "archived": len(table) - len(live),
+        "duplicates": duplicates,
+    }
+
+
+@control
+def webhooks(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+    hubspot = _hubspot(request)
+    if request.method == "POST":
+        hubspot.webhooks.configure(body)
+    return hubspot.webhooks.status()
+
+
 def routes() -> list[BaseRoute]:
     return [
         Route("/limits", limits, methods=["POST"]),
@@ -112,4 +235,7 @@ def routes() -> list[BaseRoute]:
         Route("/tokens/expire", expire_tokens, methods=["POST"]),
         Route("/tokens/revoke", revoke_tokens, methods=["POST"]),
         Route("/config", config, methods=["GET", "POST"]),
+        Route("/seed", seed, methods=["POST"]),
+        Route("/stats", stats, methods=["GET"]),
+        Route("/webhooks", webhooks, methods=["GET", "POST"]),
     ]

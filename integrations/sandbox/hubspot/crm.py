@@ -1,12 +1,15 @@
 """CRM v3 objects, one record at a time: list, read, create, update, archive.
 
 ``/crm/v3/objects/{contacts|companies|deals}``: lists page by id (``limit`` 1-100, default 10,
-``after`` from ``paging.next.after``); ``archived=true`` lists (or reads) archived records only;
+``after`` from ``paging.next.after``); ``archived=true`` lists (or reads) archived records only,
+with ``archived: true`` and ``archivedAt``;
 ``properties`` and ``associations`` shape the answer; a missing record reads as 404.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from typing import Any
 
 from starlette.responses import Response
@@ -67,11 +70,15 @@ def list_objects(call: Call) -> Response:
         return errors.validation(f"Invalid after: {after}")
     archived = flag(call, "archived")
     table = call.data.table(call.schema.name)
-    ordered = sorted(
-        (r for r in table.values() if r.archived == archived and int(r.id) >= int(after)),
-        key=lambda r: int(r.id),
-    )
-    page, rest = ordered[:limit], ordered[limit:]
+    ids = list(table)  # id order (see PortalData)
+    found: list[Record] = []
+    for record_id in itertools.islice(ids, bisect.bisect_left(ids, int(after), key=int), None):
+        record = table[record_id]
+        if record.archived == archived:
+            found.append(record)
+            if len(found) > limit:
+                break
+    page, rest = found[:limit], found[limit:]
     body: dict[str, Any] = {"results": [read(call, call.schema, r) for r in page]}
     if rest:
         body["paging"] = {"next": {"after": rest[0].id, "link": next_link(call, rest[0].id)}}
@@ -126,5 +133,5 @@ def update_object(call: Call) -> Response:
 def archive_object(call: Call) -> Response:
     record = records.live(call.data, call.schema, call.param("object_id"))
     if record is not None:
-        records.archive(record)
+        records.archive(call.data, call.schema, record)
     return errors.empty(204)

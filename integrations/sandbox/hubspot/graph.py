@@ -8,10 +8,9 @@ labelled association also carries the pair's unlabelled type; a contact (deal) h
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from .schema import iso_ms
-from .state import PortalData
+from .state import PortalData, to_ms
 
 
 @dataclass(frozen=True)
@@ -71,12 +70,25 @@ def _set_primary_company(data: PortalData, contact_id: str, company_id: str | No
     record = data.table("contacts").get(contact_id)
     if record is None:
         return
+    if record.properties.get("associatedcompanyid") == company_id:
+        return
     if company_id is None:
         record.properties.pop("associatedcompanyid", None)
     else:
         record.properties["associatedcompanyid"] = company_id
-    record.updated_at = datetime.now(UTC)
-    record.properties["lastmodifieddate"] = iso_ms(record.updated_at)
+    stamp = iso_ms(data.touch(record))
+    for name in ("lastmodifieddate", "hs_lastmodifieddate"):
+        record.properties[name] = stamp
+    if data.webhooks is not None:
+        data.webhooks.emit(
+            portal_id=data.portal.hub_id,
+            object_type="contact",
+            change="propertyChange",
+            object_id=contact_id,
+            occurred_ms=to_ms(record.updated_at),
+            property_name="associatedcompanyid",
+            property_value=company_id,
+        )
 
 
 def _pairs(

@@ -1,9 +1,12 @@
 """What every CRM call goes through before its handler, in HubSpot's order.
 
-Count it; apply injected faults (latency, a 5xx, a held request, a 429); authenticate the bearer
-token (401 ``INVALID_AUTHENTICATION`` / ``EXPIRED_AUTHENTICATION``); resolve the object type and
-check the token's scopes (403 ``MISSING_SCOPES``); charge the portal's rate limits (429); then run
-the handler. Handlers are plain functions run under the sandbox lock, so each call is atomic.
+Count it (by route and by the portal its token names); apply injected faults (latency, a slow
+answer, a 5xx, a request held before or after the handler, a 429: see ``..state``); authenticate
+the bearer token (401 ``INVALID_AUTHENTICATION`` / ``EXPIRED_AUTHENTICATION``); charge the
+portal's rate limits (429; searches also count in the one-second search window); resolve the
+object type and check the token's scopes (403 ``MISSING_SCOPES``); then run the handler. Handlers
+are plain functions run under the sandbox lock, so each call is atomic. Every answer that names a
+portal carries its ``X-HubSpot-RateLimit-*`` headers.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from typing import Any, Literal
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..state import SandboxState
+from ..hold import until_client_gives_up
+from ..state import Fault, SandboxState
 from . import errors
-from .limits import admit, refusal
+from .limits import admit, peek, refusal
 from .schema import ObjectSchema, iso_ms, resolve_type
 from .state import AccessToken, HubSpotState, PortalData
 
@@ -75,19 +79,38 @@ def route_key(request: Request) -> str:
     return f"{request.method} {template}"
 
 
+def _bearer(request: Request, hubspot: HubSpotState) -> AccessToken | None:
+    """The access token the request presents, whatever its state (expired, revoked)."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return hubspot.access_tokens.get(value.strip()) if scheme.lower() == "bearer" else None
+
+
+def account_of(request: Request, hubspot: HubSpotState) -> str | None:
+    """``hubspot:<hub_id>`` of the portal the bearer token names, if it names one."""
+    token = _bearer(request, hubspot)
+    return f"hubspot:{token.hub_id}" if token is not None else None
+
+
 async def _hold(request: Request, seconds: float) -> Response:
     """Answer nothing until the client gives up (or ``seconds`` pass, then a 504)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if await request.is_disconnected():
-            break
-        await asyncio.sleep(0.05)
+    await until_client_gives_up(request, seconds)
     return errors.respond({"status": "error", "message": "Gateway timeout"}, 504)
 
 
-def _fail(status: int) -> Response:
+def _fail(status: int, headers: dict[str, str]) -> Response:
     messages = {500: "Internal error", 502: "Bad gateway", 503: "Service temporarily unavailable"}
-    return errors.respond({"status": "error", "message": messages.get(status, "Error")}, status)
+    response = errors.respond({"status": "error", "message": messages.get(status, "Error")}, status)
+    response.headers.update(headers)
+    return response
+
+
+def _headers_now(request: Request, hubspot: HubSpotState) -> dict[str, str]:
+    """The limit headers of the portal the token names (nothing charged), or none."""
+    token = _bearer(request, hubspot)
+    if token is None or token.hub_id not in hubspot.portals:
+        return {}
+    data = hubspot.portal_data(token.hub_id)
+    return peek(data, hubspot.limits, daily_headers=hubspot.config.daily_headers)
 
 
 def _authenticate(request: Request, hubspot: HubSpotState) -> AccessToken | Response:
@@ -132,21 +155,26 @@ def crm(
             shared, hubspot = states(request)
             raw = await request.body()
             async with shared.lock:
-                shared.count(route_key(request))
+                account = account_of(request, hubspot)
+                shared.count(route_key(request), account)
                 latency = shared.faults.latency_ms
-                fault = shared.take_fault()
-                hold_for = shared.faults.timeout_seconds
-                fail_status = shared.faults.fail_status
+                fault = shared.take_fault(account)
             if latency:
                 await asyncio.sleep(latency / 1000)
-            if fault == "fail":
-                return _fail(fail_status)
-            if fault == "timeout":
-                return await _hold(request, hold_for)
+            if fault is not None and fault.kind == "slow":
+                await asyncio.sleep(fault.slow_ms / 1000)
+            if fault is not None and fault.kind == "fail":
+                async with shared.lock:
+                    return _fail(fault.status, _headers_now(request, hubspot))
+            if fault is not None and fault.kind == "timeout":
+                return await _hold(request, fault.hold_seconds)
             async with shared.lock:
-                return _run(
+                response = _run(
                     request, shared, hubspot, handler, raw, access, type_param, search, fault
                 )
+            if fault is not None and fault.kind == "timeout_after":
+                return await _hold(request, fault.hold_seconds)  # done, but the answer is lost
+            return response
 
         endpoint.__name__ = handler.__name__
         return endpoint
@@ -163,21 +191,23 @@ def _run(
     access: str,
     type_param: str,
     search: bool,
-    fault: str | None,
+    fault: Fault | None,
 ) -> Response:
     token = _authenticate(request, hubspot)
     if isinstance(token, Response):
         return token
     data = hubspot.portal_data(token.hub_id)
+    forced = fault is not None and fault.kind == "rate_limit"
     decision = admit(
         data,
         hubspot.limits,
         search=search,
         daily_headers=hubspot.config.daily_headers,
-        force=fault == "rate_limit",
+        force=forced,
     )
     if decision.policy is not None:
-        shared.counters.rate_limited += 1
+        if not forced:  # an injected 429 counts as a fault, not as limit enforcement
+            shared.count_rate_limited(f"hubspot:{token.hub_id}")
         return refusal(decision)
     response = _handle(request, hubspot, handler, raw, access, type_param, data, token)
     response.headers.update(decision.headers)

@@ -72,6 +72,15 @@ def admit(
         if search:
             data.searches.append(now)
     remaining = 0 if force else max(limits.per_10s - len(data.calls), 0)
+    headers = _headers(data, limits, remaining, daily_headers=daily_headers)
+    if policy is not None:
+        headers["Retry-After"] = str(max(retry_after, 1))
+    return Decision(policy, max(retry_after, 1) if policy else 0, headers)
+
+
+def _headers(
+    data: PortalData, limits: Limits, remaining: int, *, daily_headers: bool
+) -> dict[str, str]:
     headers = {
         "X-HubSpot-RateLimit-Interval-Milliseconds": str(int(WINDOW_SECONDS * 1000)),
         "X-HubSpot-RateLimit-Max": str(limits.per_10s),
@@ -80,9 +89,15 @@ def admit(
     if daily_headers:
         headers["X-HubSpot-RateLimit-Daily"] = str(limits.daily)
         headers["X-HubSpot-RateLimit-Daily-Remaining"] = str(max(limits.daily - data.day_count, 0))
-    if policy is not None:
-        headers["Retry-After"] = str(max(retry_after, 1))
-    return Decision(policy, max(retry_after, 1) if policy else 0, headers)
+    return headers
+
+
+def peek(data: PortalData, limits: Limits, *, daily_headers: bool) -> dict[str, str]:
+    """The portal's limit headers now, without charging a call (for injected 5xx answers)."""
+    now = time.monotonic()
+    _prune(data.calls, now, WINDOW_SECONDS)
+    remaining = max(limits.per_10s - len(data.calls), 0)
+    return _headers(data, limits, remaining, daily_headers=daily_headers)
 
 
 def refusal(decision: Decision) -> JSONResponse:

@@ -1,5 +1,10 @@
 """CRM records: writing them (validation, unique email, side effects) and reading them back in
-HubSpot's shape (``id``, ``properties``, ``createdAt``, ``updatedAt``, ``archived``)."""
+HubSpot's shape (``id``, ``properties``, ``createdAt``, ``updatedAt``, ``archived``).
+
+Every write takes a new modification time from the portal's clock (milliseconds, strictly
+increasing within the portal), sets ``updatedAt`` and the modification-date properties to it, and
+queues its webhook events (``creation``, one ``propertyChange`` per changed property, ``deletion``).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,16 @@ from typing import Any
 
 from starlette.responses import Response
 
-from . import errors, graph
-from .schema import SCHEMAS, ObjectSchema, PropertyError, iso_ms, resolve_type, validate
-from .state import HubSpotState, PortalData, Record
+from . import errors, graph, webhooks
+from .schema import (
+    SCHEMAS,
+    ObjectSchema,
+    PropertyError,
+    iso_ms,
+    resolve_type,
+    validate,
+)
+from .state import HubSpotState, PortalData, Record, to_ms
 
 Links = list[tuple[str, str, set[int]]]  # (to type, to id, type ids)
 
@@ -39,15 +51,11 @@ def find(
 
 
 def contact_by_email(data: PortalData, email: str, *, exclude: str | None = None) -> Record | None:
-    wanted = email.strip().lower()
-    for record in data.table("contacts").values():
-        if (
-            record.id != exclude
-            and not record.archived
-            and record.properties.get("email") == wanted
-        ):
-            return record
-    return None
+    found = data.emails.get(email.strip().lower())
+    if found is None or found == exclude:
+        return None
+    record = data.table("contacts").get(found)
+    return record if record is not None and not record.archived else None
 
 
 def check_write(
@@ -117,32 +125,88 @@ def create(
     links: Links | None = None,
 ) -> Record:
     record_id = hubspot.next_id()
-    moment = now()
+    moment = data.stamp()
     properties = {k: v for k, v in values.items() if v is not None}
-    properties |= {
-        "hs_object_id": record_id,
-        "createdate": iso_ms(moment),
-        schema.last_modified: iso_ms(moment),
-    }
+    properties |= {"hs_object_id": record_id, "createdate": iso_ms(moment)}
+    properties |= dict.fromkeys(schema.modified_props, iso_ms(moment))
     record = Record(record_id, schema.name, properties, moment, moment)
-    data.table(schema.name)[record_id] = record
+    data.insert(record)
+    _index_email(data, schema, record, None)
+    notify(data, schema, record, "creation")
     _company_side_effect(data, schema, record, values)
     for to_type, to_id, ids in links or []:
         graph.link(data, schema.name, record_id, to_type, to_id, ids)
     return record
 
 
+def notify(
+    data: PortalData,
+    schema: ObjectSchema,
+    record: Record,
+    change: webhooks.Change,
+    changed: dict[str, str | None] | None = None,
+) -> None:
+    """Queue the webhook events of one change (each changed property of an update)."""
+    sink = data.webhooks
+    if sink is None:
+        return
+    moment = record.archived_at if change == "deletion" and record.archived_at else None
+    occurred = to_ms(moment or record.updated_at)
+    hub_id, singular = data.portal.hub_id, schema.singular
+    if change != "propertyChange":
+        sink.emit(
+            portal_id=hub_id,
+            object_type=singular,
+            change=change,
+            object_id=record.id,
+            occurred_ms=occurred,
+        )
+        return
+    for name, value in (changed or {}).items():
+        sink.emit(
+            portal_id=hub_id,
+            object_type=singular,
+            change=change,
+            object_id=record.id,
+            occurred_ms=occurred,
+            property_name=name,
+            property_value=value,
+        )
+
+
+def _index_email(data: PortalData, schema: ObjectSchema, record: Record, old: str | None) -> None:
+    if schema.name != "contacts":
+        return
+    if old is not None and data.emails.get(old) == record.id:
+        del data.emails[old]
+    email = record.properties.get("email")
+    if email and not record.archived:
+        data.emails[email] = record.id
+
+
 def update(
     data: PortalData, schema: ObjectSchema, record: Record, values: dict[str, str | None]
 ) -> None:
+    old_email = record.properties.get("email")
+    changed: dict[str, str | None] = {}
     for name, value in values.items():
+        if record.properties.get(name) != value:
+            changed[name] = value
         if value is None:
             record.properties.pop(name, None)
         else:
             record.properties[name] = value
-    record.updated_at = now()
-    record.properties[schema.last_modified] = iso_ms(record.updated_at)
+    touch(data, schema, record)
+    _index_email(data, schema, record, old_email)
+    notify(data, schema, record, "propertyChange", changed)
     _company_side_effect(data, schema, record, values)
+
+
+def touch(data: PortalData, schema: ObjectSchema, record: Record) -> None:
+    """A write happened: a new modification time (``updatedAt`` and the date properties)."""
+    stamp = iso_ms(data.touch(record))
+    for name in schema.modified_props:
+        record.properties[name] = stamp
 
 
 def _company_side_effect(
@@ -164,10 +228,13 @@ def _company_side_effect(
         graph.link(data, "contacts", record.id, "companies", company, {1})
 
 
-def archive(record: Record) -> None:
+def archive(data: PortalData, schema: ObjectSchema, record: Record) -> None:
     if not record.archived:
+        data.retire(record)
         record.archived = True
-        record.archived_at = now()
+        record.archived_at = data.stamp()
+        _index_email(data, schema, record, record.properties.get("email"))
+        notify(data, schema, record, "deletion")
 
 
 def read_properties(

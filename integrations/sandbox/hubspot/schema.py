@@ -1,15 +1,19 @@
 """The HubSpot objects the sandbox knows: their properties, types and validation.
 
 Each object type has HubSpot's standard properties that Switchboard touches plus two custom ones
-(so pass-through of provider fields can be tested). Values are stored as HubSpot returns them:
-strings, numbers normalised, datetimes as ISO 8601 with milliseconds and ``Z``.
+(so pass-through of provider fields can be tested), and ``switchboard_write_id``, the custom
+property Switchboard creates in every portal it writes to (a string, searchable, that tags each
+record it creates, so a write whose answer was lost can be found). Contacts carry both
+``lastmodifieddate`` and ``hs_lastmodifieddate``; companies and deals ``hs_lastmodifieddate``.
+Values are stored as HubSpot returns them: strings, numbers normalised, datetimes as ISO 8601 with
+milliseconds and ``Z``.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
@@ -65,7 +69,9 @@ INDUSTRIES = (
     "TELECOMMUNICATIONS",
 )
 CURRENCIES = ("USD", "EUR", "GBP", "CAD", "AUD", "CHF", "JPY")
+WRITE_ID = "switchboard_write_id"
 READ_ONLY = frozenset({"hs_object_id", "createdate", "lastmodifieddate", "hs_lastmodifieddate"})
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -91,6 +97,11 @@ class ObjectSchema:
         """Always returned: the id and the create and modify dates."""
         return ("createdate", "hs_object_id", self.last_modified)
 
+    @property
+    def modified_props(self) -> tuple[str, ...]:
+        """Every property that holds the last modification time (bumped by each write)."""
+        return tuple(dict.fromkeys((self.last_modified, "hs_lastmodifieddate")))
+
 
 def _schema(
     name: str,
@@ -106,7 +117,9 @@ def _schema(
         Prop("hs_object_id", "number"),
         Prop("createdate", "datetime"),
         Prop(last_modified, "datetime"),
+        Prop("hs_lastmodifieddate", "datetime"),
         Prop("hubspot_owner_id"),
+        Prop(WRITE_ID),  # custom, created by Switchboard in every portal
     ]
     return ObjectSchema(
         name,
@@ -225,8 +238,8 @@ def parse_datetime(value: Any) -> datetime | None:
         return None
     if isinstance(value, int | float) or (isinstance(value, str) and value.strip().isdigit()):
         try:
-            return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
-        except (OverflowError, OSError, ValueError):
+            return EPOCH + timedelta(milliseconds=int(value))
+        except (OverflowError, ValueError):
             return None
     if not isinstance(value, str):
         return None
@@ -317,17 +330,21 @@ def sort_key(schema: ObjectSchema, name: str, value: str | None) -> tuple[int, A
     prop = schema.props.get(name)
     if prop is not None and prop.kind in ("number", "datetime"):
         number = comparable(prop, value)
-        if isinstance(number, Decimal):
+        if isinstance(number, Decimal | int):
             return (0, number)
     return (1, value.lower())
 
 
-def comparable(prop: Prop | None, value: Any) -> Decimal | str:
-    """A value in the form filters compare: numbers and datetimes (epoch ms) as ``Decimal``."""
+Comparable = Decimal | int | str
+
+
+def comparable(prop: Prop | None, value: Any) -> Comparable:
+    """A value in the form filters compare: datetimes as epoch milliseconds (``int``), numbers
+    as ``Decimal``, enumerations as they are, other text lower-cased."""
     if prop is not None and prop.kind == "datetime":
         parsed = parse_datetime(value)
         if parsed is not None:
-            return Decimal(int(parsed.timestamp() * 1000))
+            return (parsed - EPOCH) // timedelta(milliseconds=1)
     if prop is not None and prop.kind == "number":
         try:
             return Decimal(str(value).strip())

@@ -1,4 +1,5 @@
-"""The HubSpot stand-in's state: the app, two seeded portals, codes, tokens, records, limits."""
+"""The HubSpot stand-in's state: the app, two seeded portals, codes, tokens, records, limits,
+webhook subscriptions."""
 
 from __future__ import annotations
 
@@ -9,11 +10,15 @@ import time
 import uuid
 from collections import deque
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+
+from ..modlog import ModLog
+from .webhooks import Webhooks
 
 DEFAULT_CLIENT_ID = "sandbox-hubspot-client"
 DEFAULT_CLIENT_SECRET = "sandbox-hubspot-secret"  # noqa: S105 - the demo app, sandbox only
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FULL_SCOPES = (
     "oauth",
     "crm.objects.contacts.read",
@@ -111,11 +116,30 @@ class Record:
     updated_at: datetime
     archived: bool = False
     archived_at: datetime | None = None
+    # property -> its value in the form searches compare (filled lazily, cleared on writes)
+    keys: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def modified_ms(self) -> int:
+        return to_ms(self.updated_at)
+
+
+def from_ms(ms: int) -> datetime:
+    """An exact UTC datetime from epoch milliseconds (no float rounding)."""
+    return EPOCH + timedelta(milliseconds=ms)
+
+
+def to_ms(moment: datetime) -> int:
+    return (moment - EPOCH) // timedelta(milliseconds=1)
 
 
 @dataclass
 class PortalData:
-    """One portal's records, associations and rate-limit windows."""
+    """One portal's records, associations, rate-limit windows and modification clock.
+
+    Each table keeps its records in id order (ids only grow and records are never removed, so
+    insertion order is id order); ``emails`` maps each live contact's email to its id.
+    """
 
     portal: Portal
     records: dict[str, dict[str, Record]] = field(default_factory=dict)
@@ -125,9 +149,41 @@ class PortalData:
     searches: deque[float] = field(default_factory=deque)  # monotonic times, last 1 s
     day: date = field(default_factory=lambda: datetime.now(UTC).date())
     day_count: int = 0
+    emails: dict[str, str] = field(default_factory=dict)
+    clock_ms: int = 0  # the last modification time handed out (epoch ms)
+    logs: dict[str, ModLog] = field(default_factory=dict)  # object type -> live records
+    webhooks: Webhooks | None = None
 
     def table(self, object_type: str) -> dict[str, Record]:
         return self.records.setdefault(object_type, {})
+
+    def log(self, object_type: str) -> ModLog:
+        return self.logs.setdefault(object_type, ModLog())
+
+    def stamp(self) -> datetime:
+        """A modification time: now, to the millisecond, and always after the previous one, so
+        ordering by modification date is strict within the portal."""
+        now_ms = to_ms(datetime.now(UTC))
+        self.clock_ms = max(now_ms, self.clock_ms + 1)
+        return from_ms(self.clock_ms)
+
+    def insert(self, record: Record) -> None:
+        """Store a new record (its ``updated_at`` already set) in its table and log."""
+        self.table(record.object_type)[record.id] = record
+        self.log(record.object_type).add(record.modified_ms, record.id)
+
+    def touch(self, record: Record) -> datetime:
+        """Give a live record a new modification time (moving it to the end of its log)."""
+        log = self.log(record.object_type)
+        log.remove(record.modified_ms, record.id)
+        record.updated_at = self.stamp()
+        record.keys.clear()
+        log.add(self.clock_ms, record.id)
+        return record.updated_at
+
+    def retire(self, record: Record) -> None:
+        """An archived record leaves the log (searches never match it)."""
+        self.log(record.object_type).remove(record.modified_ms, record.id)
 
     def links(self, from_type: str, from_id: str, to_type: str) -> dict[str, set[int]]:
         return self.associations.setdefault((from_type, from_id, to_type), {})
@@ -147,6 +203,7 @@ class HubSpotState:
         self.refresh_tokens: dict[str, RefreshToken] = {}
         self.access_tokens: dict[str, AccessToken] = {}
         self.portals: dict[int, PortalData] = {}
+        self.webhooks = Webhooks(lambda: (self.config.client_secret, self.config.app_id))
         self._next_id = 0
         self.reset()
 
@@ -158,7 +215,8 @@ class HubSpotState:
         self.codes.clear()
         self.refresh_tokens.clear()
         self.access_tokens.clear()
-        self.portals = {p.hub_id: PortalData(p) for p in PORTALS}
+        self.webhooks.reset()
+        self.portals = {p.hub_id: PortalData(p, webhooks=self.webhooks) for p in PORTALS}
         self._next_id = 10_000
 
     def next_id(self) -> str:

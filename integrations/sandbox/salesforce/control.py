@@ -9,10 +9,21 @@ the ``error_description`` a later refresh gets); ``POST /limits`` ``{"daily"?, "
 sets the daily API budget and pretends calls were made (``org`` default: all); ``GET /orgs``
 lists the seeded orgs; ``GET|POST /config`` reads or changes token lifetimes and refresh-token
 rotation.
+
+``POST /seed`` ``{"org", "sobject": "Contact"|"Account"|"Opportunity", "count", "prefix"?,
+"start"?}`` creates ``count`` records at once (no API calls): contacts with
+``{prefix}-{i}@example.com``, accounts ``{Prefix} Account {i}``, opportunities ``{prefix}
+opportunity {i}``, ``i`` from ``start`` (default 1), their ``SystemModstamp`` one millisecond
+apart, ending about now; answers ``{"created", "ids": [first, last]}``. ``GET
+/stats?org=&sobject=`` answers ``{"live", "deleted", "archived" (= deleted), "duplicates":
+{<key>: n}}``: for each key (``Email`` or ``Name``, and ``Switchboard_Write_Id__c``), how many
+values more than one live record holds. ``POST /recycle-bin/empty`` ``{"org"?}`` empties the
+recycle bin (``queryAll`` no longer sees those deleted records).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from starlette.requests import Request
@@ -21,8 +32,11 @@ from starlette.routing import BaseRoute, Route
 from ..control import control
 from . import ids, limits
 from .oauth import MY_DOMAIN
-from .state import DEFAULT_SCOPES, SalesforceState
+from .schema import WRITE_ID, SObject, format_datetime, from_ms, now, resolve, to_ms
+from .state import DEFAULT_SCOPES, OrgData, Record, SalesforceState
 
+MAX_SEED = 200_000
+NATURAL_KEYS = {"Contact": "Email", "Account": "Name", "Opportunity": "Name"}
 CONFIG_INTS = {"access_token_ttl": 1, "code_ttl": 0}  # code_ttl 0: codes are born expired
 CONFIG_BOOLS = ("rotate_refresh_tokens",)
 REASONS = {
@@ -152,6 +166,124 @@ def config(request: Request, body: dict[str, Any]) -> dict[str, Any]:
     return salesforce.config.as_dict() | {"limits": salesforce.limits.as_dict()}
 
 
+def _org(salesforce: SalesforceState, raw: Any) -> OrgData:
+    if raw not in salesforce.orgs:
+        raise LookupError(f"No org {raw!r}; the seeded orgs are {sorted(salesforce.orgs)}")
+    return salesforce.orgs[str(raw)]
+
+
+def _seedable(raw: Any) -> SObject:
+    sobject = resolve(str(raw or ""))
+    if sobject is None or sobject.name not in NATURAL_KEYS:
+        raise ValueError(f"sobject must be one of {sorted(NATURAL_KEYS)}")
+    return sobject
+
+
+def _seed_values(sobject: SObject, prefix: str, i: int) -> dict[str, Any]:
+    if sobject.name == "Contact":
+        return {
+            "FirstName": prefix.capitalize(),
+            "LastName": f"Contact {i}",
+            "Name": f"{prefix.capitalize()} Contact {i}",
+            "Email": f"{prefix}-{i}@example.com".lower(),
+        }
+    if sobject.name == "Account":
+        return {
+            "Name": f"{prefix.capitalize()} Account {i}",
+            "Website": f"https://{prefix}-{i}.example.com".lower(),
+            "Type": "Prospect",
+        }
+    return {
+        "Name": f"{prefix} opportunity {i}",
+        "StageName": "Prospecting",
+        "CloseDate": "2030-01-31",
+        "Amount": float(100 * (i % 1000 + 1)),
+        "IsClosed": False,
+        "IsWon": False,
+    }
+
+
+@control
+def seed(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+    salesforce = _salesforce(request)
+    unknown = set(body) - {"org", "sobject", "count", "prefix", "start"}
+    if unknown:
+        raise ValueError(f"Unknown field(s): {sorted(unknown)}")
+    data = _org(salesforce, body.get("org", "acme"))
+    sobject = _seedable(body.get("sobject", "Contact"))
+    count = _int(body, "count", 1)
+    if count > MAX_SEED:
+        raise ValueError(f"count must be at most {MAX_SEED}")
+    start = _int({"start": body.get("start", 1)}, "start", 0)
+    prefix = body.get("prefix", "seed")
+    if not isinstance(prefix, str) or not prefix or not prefix.replace("-", "").isalnum():
+        raise ValueError("prefix must be letters, digits and dashes")
+    first_ms = max(data.clock_ms + 1, to_ms(now()) - count + 1)
+    user = data.org.user_id
+    blank = {f.name: None for f in sobject.fields}
+    made: list[str] = []
+    for offset, i in enumerate(range(start, start + count)):
+        record_id = salesforce.next_id(sobject.prefix)
+        stamp = format_datetime(from_ms(first_ms + offset))
+        values = blank | _seed_values(sobject, prefix, i)
+        values |= {
+            "Id": record_id,
+            "IsDeleted": False,
+            "OwnerId": user,
+            "CreatedDate": stamp,
+            "CreatedById": user,
+            "LastModifiedDate": stamp,
+            "LastModifiedById": user,
+            "SystemModstamp": stamp,
+        }
+        data.insert(Record(record_id, sobject.name, values), first_ms + offset)
+        made.append(record_id)
+    data.clock_ms = first_ms + count - 1
+    return {"created": count, "ids": [made[0], made[-1]]}
+
+
+@control
+def stats(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+    salesforce = _salesforce(request)
+    query = request.query_params
+    data = _org(salesforce, query.get("org", body.get("org", "acme")))
+    sobject = _seedable(query.get("sobject", body.get("sobject", "Contact")))
+    table = data.table(sobject.name)
+    live = [r for r in table.values() if not r.deleted]
+    duplicates: dict[str, int] = {}
+    for key in (NATURAL_KEYS[sobject.name], WRITE_ID):
+        held = Counter(
+            str(value).strip().casefold()
+            for r in live
+            if (value := r.values.get(key)) is not None and str(value).strip()
+        )
+        duplicates[key] = sum(1 for n in held.values() if n > 1)
+    deleted = len(table) - len(live)
+    return {
+        "org": data.org.key,
+        "sobject": sobject.name,
+        "live": len(live),
+        "deleted": deleted,
+        "archived": deleted,
+        "duplicates": duplicates,
+    }
+
+
+@control
+def empty_recycle_bin(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+    salesforce = _salesforce(request)
+    org = body.get("org")
+    targets = [_org(salesforce, org)] if org is not None else list(salesforce.orgs.values())
+    emptied = 0
+    for data in targets:
+        for table in data.records.values():
+            for record in table.values():
+                if record.deleted and record.deleted_ms:
+                    record.deleted_ms = 0  # long gone: queryAll no longer returns it
+                    emptied += 1
+    return {"emptied": emptied}
+
+
 def routes() -> list[BaseRoute]:
     return [
         Route("/tokens", mint_tokens, methods=["POST"]),
@@ -160,4 +292,7 @@ def routes() -> list[BaseRoute]:
         Route("/limits", set_limits, methods=["POST"]),
         Route("/orgs", orgs, methods=["GET"]),
         Route("/config", config, methods=["GET", "POST"]),
+        Route("/seed", seed, methods=["POST"]),
+        Route("/stats", stats, methods=["GET"]),
+        Route("/recycle-bin/empty", empty_recycle_bin, methods=["POST"]),
     ]

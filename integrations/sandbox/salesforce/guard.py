@@ -1,8 +1,9 @@
 """What every REST call (``/services/data/vXX.X/...``) goes through before its handler.
 
-Count it; apply injected faults (latency, a 5xx, a held request, a refusal); authenticate the
-session (401 ``INVALID_SESSION_ID``); charge the org's rolling 24-hour API budget (403
-``REQUEST_LIMIT_EXCEEDED`` past it); check the version; parse the JSON body (400
+Count it (by route and by the org its session names); apply injected faults (latency, a slow
+answer, a 5xx, a request held before or after the handler, a refusal: see ``..state``);
+authenticate the session (401 ``INVALID_SESSION_ID``); charge the org's rolling 24-hour API budget
+(403 ``REQUEST_LIMIT_EXCEEDED`` past it); check the version; parse the JSON body (400
 ``JSON_PARSER_ERROR``); run the handler under the sandbox lock; and stamp the answer with
 ``Sforce-Limit-Info: api-usage=<used>/<max>``.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +20,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..state import SandboxState
+from ..hold import until_client_gives_up
+from ..state import Fault, SandboxState
 from . import errors, limits
 from .schema import SObject, resolve
 from .state import AccessToken, OrgData, SalesforceState
@@ -99,24 +100,36 @@ def route_key(request: Request) -> str:
 
 async def _hold(request: Request, seconds: float) -> Response:
     """Answer nothing until the client gives up (or ``seconds`` pass, then a 504)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if await request.is_disconnected():
-            break
-        await asyncio.sleep(0.05)
+    await until_client_gives_up(request, seconds)
     return errors.error(504, "REQUEST_RUNNING_TOO_LONG", "Your request was running for too long")
 
 
-def _fail(status: int) -> Response:
+def _fail(status: int, request: Request, salesforce: SalesforceState) -> Response:
     code, message = FAIL_BODIES.get(status, ("UNKNOWN_EXCEPTION", "Error"))
-    return errors.error(status, code, message)
+    response = errors.error(status, code, message)
+    token = _session(request, salesforce)
+    if token is not None and token.org in salesforce.orgs:
+        data = salesforce.orgs[token.org]
+        response.headers[errors.LIMIT_HEADER] = limits.header(data, salesforce.limits)
+    return response
 
 
-def authenticate(request: Request, salesforce: SalesforceState) -> AccessToken | None:
+def _session(request: Request, salesforce: SalesforceState) -> AccessToken | None:
+    """The access token the request presents, whatever its state (expired, revoked)."""
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() not in ("bearer", "oauth"):
         return None
-    token = salesforce.access_tokens.get(value.strip())
+    return salesforce.access_tokens.get(value.strip())
+
+
+def account_of(request: Request, salesforce: SalesforceState) -> str | None:
+    """``salesforce:<org>`` of the org the session names, if it names one."""
+    token = _session(request, salesforce)
+    return f"salesforce:{token.org}" if token is not None else None
+
+
+def authenticate(request: Request, salesforce: SalesforceState) -> AccessToken | None:
+    token = _session(request, salesforce)
     if token is None or not token.live() or token.org not in salesforce.orgs:
         return None
     return token
@@ -140,19 +153,24 @@ def rest(handler: Handler) -> Endpoint:
         shared, salesforce = states(request)
         raw = await request.body()
         async with shared.lock:
-            shared.count(route_key(request))
+            account = account_of(request, salesforce)
+            shared.count(route_key(request), account)
             latency = shared.faults.latency_ms
-            fault = shared.take_fault()
-            hold_for = shared.faults.timeout_seconds
-            fail_status = shared.faults.fail_status
+            fault = shared.take_fault(account)
         if latency:
             await asyncio.sleep(latency / 1000)
-        if fault == "fail":
-            return _fail(fail_status)
-        if fault == "timeout":
-            return await _hold(request, hold_for)
+        if fault is not None and fault.kind == "slow":
+            await asyncio.sleep(fault.slow_ms / 1000)
+        if fault is not None and fault.kind == "fail":
+            async with shared.lock:
+                return _fail(fault.status, request, salesforce)
+        if fault is not None and fault.kind == "timeout":
+            return await _hold(request, fault.hold_seconds)
         async with shared.lock:
-            return _run(request, shared, salesforce, handler, raw, fault)
+            response = _run(request, shared, salesforce, handler, raw, fault)
+        if fault is not None and fault.kind == "timeout_after":
+            return await _hold(request, fault.hold_seconds)  # done, but the answer is lost
+        return response
 
     endpoint.__name__ = handler.__name__
     return endpoint
@@ -164,23 +182,23 @@ def _run(
     salesforce: SalesforceState,
     handler: Handler,
     raw: bytes,
-    fault: str | None,
+    fault: Fault | None,
 ) -> Response:
     token = authenticate(request, salesforce)
     if token is None:
         return errors.session_invalid()
     data = salesforce.orgs[token.org]
-    if fault == "rate_limit":
+    if fault is not None and fault.kind == "rate_limit":
         # Salesforce has no 429: a refused call is a 403 REQUEST_LIMIT_EXCEEDED. The transient
-        # kind is the concurrent long-running request limit.
-        shared.counters.rate_limited += 1
+        # kind is the concurrent long-running request limit. An injected refusal counts as a
+        # fault, not as limit enforcement.
         response: Response = errors.error(
             403, "REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded."
         )
         response.headers[errors.LIMIT_HEADER] = limits.header(data, salesforce.limits)
         return response
     if not limits.admit(data, salesforce.limits):
-        shared.counters.rate_limited += 1
+        shared.count_rate_limited(f"salesforce:{token.org}")
         response = errors.error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
     elif not VERSION.match(str(request.path_params.get("version", "v62.0"))):
         response = errors.not_found()

@@ -3,7 +3,8 @@
 Answers are ``{"totalSize", "done", "records": [{"attributes": {"type", "url"}, ...}]}`` plus
 ``nextRecordsUrl`` (``/services/data/vXX.X/query/01g...-2000``) while rows remain. A batch holds
 2,000 rows unless ``Sforce-Query-Options: batchSize=N`` asks for another size (200 to 2,000).
-``query`` leaves deleted records out; ``queryAll`` includes them (``IsDeleted`` true). The rows are
+``query`` leaves deleted records out; ``queryAll`` includes them (``IsDeleted`` true) while they
+are in the recycle bin (15 days, or until ``POST /_sandbox/salesforce/recycle-bin/empty``). The rows are
 fixed when the query runs; the last 100 locators are kept; one that is unknown, past the end or
 of another org answers 400 ``INVALID_QUERY_LOCATOR``.
 """
@@ -19,9 +20,11 @@ from starlette.responses import Response
 from . import errors, soql
 from .guard import Call, rest
 from .records import url
-from .state import Cursor
+from .schema import now, to_ms
+from .state import Cursor, Record
 
 BATCH_DEFAULT, BATCH_MIN, BATCH_MAX = 2000, 200, 2000
+RECYCLE_BIN_MS = 15 * 86_400_000  # deleted records stay in the recycle bin for 15 days
 MAX_CURSORS = 100  # open query locators kept (the oldest goes first)
 _BATCH = re.compile(r"batchSize\s*=\s*(\d+)", re.IGNORECASE)
 _LOCATOR = re.compile(r"^(01g[A-Za-z0-9]{15})-(\d+)$")
@@ -54,16 +57,7 @@ def run(call: Call, *, include_deleted: bool) -> Response:
         query = soql.parse(text)
     except soql.SoqlError as exc:
         return errors.error(400, exc.code, exc.message)
-    table = call.data.table(query.sobject.name)
-    found = [
-        r.values
-        for r in table.values()
-        if (include_deleted or not r.deleted) and soql.matches(query.where, r.values)
-    ]
-    found = soql.ordered(query, found)
-    found = found[query.offset :]
-    if query.limit is not None:
-        found = found[: query.limit]
+    found = _select(call, query, include_deleted=include_deleted)
     if query.fields is None:  # SELECT COUNT()
         return errors.respond({"totalSize": len(found), "done": True, "records": []})
     sobject = query.sobject.name
@@ -83,6 +77,51 @@ def run(call: Call, *, include_deleted: bool) -> Response:
             del cursors[next(iter(cursors))]
         cursors[locator] = cursor
     return _page(call, endpoint, cursor, locator, 0)
+
+
+def _select(call: Call, query: soql.Query, *, include_deleted: bool) -> list[dict[str, Any]]:
+    """The rows ``query`` selects, ordered, after OFFSET and LIMIT.
+
+    A query with a window on, or ordered by, the modification time reads the table's log of
+    records by ``SystemModstamp``: two bisections, and when the order is the log's, it stops
+    once LIMIT rows match. Others scan the table.
+    """
+    table = call.data.table(query.sobject.name)
+    emptied = to_ms(now()) - RECYCLE_BIN_MS  # deleted before this: gone from the recycle bin
+
+    def visible(record: Record) -> bool:
+        if not record.deleted:
+            return True
+        return include_deleted and (record.deleted_ms or 0) > emptied
+
+    low, high = soql.stamp_bounds(query.where)
+    newest_first = soql.stamp_order(query)
+    log = call.data.logs.get(query.sobject.name)
+    if log is None or (low is None and high is None and newest_first is None):
+        found = [
+            r.values for r in table.values() if visible(r) and soql.matches(query.where, r.values)
+        ]
+        found = soql.ordered(query, found)
+    else:
+        start, end = log.span(low, high)
+        ids = log.ids[start:end]
+        if newest_first:
+            ids.reverse()
+        wanted = None
+        if newest_first is not None and query.limit is not None and query.fields is not None:
+            wanted = query.offset + query.limit
+        found = []
+        for record_id in ids:
+            record = table[record_id]
+            if visible(record) and soql.matches(query.where, record.values):
+                found.append(record.values)
+                if wanted is not None and len(found) >= wanted:
+                    break
+        if newest_first is None:
+            found.sort(key=lambda values: str(values["Id"]))
+            found = soql.ordered(query, found)
+    found = found[query.offset :]
+    return found if query.limit is None else found[: query.limit]
 
 
 @rest

@@ -28,8 +28,6 @@ from .schema import (
     check_reference,
     coerce,
     describe,
-    format_datetime,
-    now,
     summary,
 )
 from .state import OrgData, Record, SalesforceState
@@ -147,7 +145,8 @@ def _derive(record: Record) -> None:
 def create(
     salesforce: SalesforceState, data: OrgData, sobject: SObject, values: dict[str, Any]
 ) -> Record:
-    stamp = format_datetime(now())
+    stamp = data.stamp()
+    stamp_ms = data.clock_ms
     user = data.org.user_id
     record_id = salesforce.next_id(sobject.prefix)
     stored: dict[str, Any] = {f.name: None for f in sobject.fields}
@@ -167,12 +166,12 @@ def create(
     stored |= {k: v for k, v in values.items() if v is not None or k not in ("OwnerId",)}
     record = Record(record_id, sobject.name, stored)
     _derive(record)
-    data.table(sobject.name)[record_id] = record
+    data.insert(record, stamp_ms)
     return record
 
 
 def update(data: OrgData, record: Record, values: dict[str, Any]) -> None:
-    stamp = format_datetime(now())
+    stamp = data.restamp(record)
     record.values |= values
     record.values |= {
         "LastModifiedDate": stamp,
@@ -183,9 +182,16 @@ def update(data: OrgData, record: Record, values: dict[str, Any]) -> None:
 
 
 def delete(data: OrgData, record: Record) -> None:
-    """Move the record (and what cascades from it) to the recycle bin."""
-    record.values["IsDeleted"] = True
-    record.values["SystemModstamp"] = format_datetime(now())
+    """Move the record (and what cascades from it) to the recycle bin: ``IsDeleted``, and a new
+    ``SystemModstamp`` and ``LastModifiedDate`` (what an incremental ``queryAll`` reads)."""
+    stamp = data.restamp(record)
+    record.values |= {
+        "IsDeleted": True,
+        "LastModifiedDate": stamp,
+        "LastModifiedById": data.org.user_id,
+        "SystemModstamp": stamp,
+    }
+    record.deleted_ms = data.clock_ms
     for child_type, lookup in CASCADES.get(record.sobject, ()):
         for child in list(data.table(child_type).values()):
             if not child.deleted and child.values.get(lookup) == record.id:

@@ -3,7 +3,8 @@
 Contact, Account, Opportunity and OpportunityContactRole are writable; Organization is read-only.
 Each has the standard fields Switchboard touches, the system fields every sObject has (``Id``,
 ``IsDeleted``, ``CreatedDate``, ``CreatedById``, ``LastModifiedDate``, ``LastModifiedById``,
-``SystemModstamp``) and, on Contact, a custom field (``Favorite_Color__c``). Values are stored as
+``SystemModstamp``), on Contact a custom field (``Favorite_Color__c``) and, on Contact, Account
+and Opportunity, the External ID field ``Switchboard_Write_Id__c``. Values are stored as
 the REST API returns them: strings, numbers, booleans, dates as ``YYYY-MM-DD`` and datetimes as
 ``YYYY-MM-DDTHH:MM:SS.sss+0000``. Field names are matched case-insensitively, as Salesforce does.
 """
@@ -117,6 +118,7 @@ class Field:
     calculated: bool = False
     name_field: bool = False
     custom: bool = False
+    external_id: bool = False
 
     @property
     def required(self) -> bool:
@@ -201,6 +203,12 @@ def _system(owner: bool = True) -> tuple[Field, ...]:
     return head + tail
 
 
+WRITE_ID = "Switchboard_Write_Id__c"
+# The External ID field Switchboard creates on the objects it writes: it tags every record it
+# creates, so a write whose answer was lost can be found (filterable, not unique).
+WRITE_ID_FIELD = Field(WRITE_ID, "Switchboard Write ID", length=255, custom=True, external_id=True)
+
+
 def _ref(name: str, label: str, target: str, *, required: bool = False, **kw: Any) -> Field:
     return Field(
         name,
@@ -246,6 +254,7 @@ CONTACT = SObject(
         Field("MailingCountry", "Mailing Country", length=80),
         Field("Description", "Contact Description", "textarea", length=32000),
         Field("Favorite_Color__c", "Favorite Color", length=255, custom=True),
+        WRITE_ID_FIELD,
         *_system()[2:],
     ),
 )
@@ -266,6 +275,7 @@ ACCOUNT = SObject(
         Field("BillingCity", "Billing City", length=40),
         Field("BillingCountry", "Billing Country", length=80),
         Field("Description", "Account Description", "textarea", length=32000),
+        WRITE_ID_FIELD,
         *_system()[2:],
     ),
 )
@@ -303,6 +313,7 @@ OPPORTUNITY = SObject(
             updateable=False,
             defaulted=True,
         ),
+        WRITE_ID_FIELD,
         *_system()[2:],
     ),
 )
@@ -369,8 +380,20 @@ def sobject_of(record_id: str) -> SObject | None:
 # --- values ------------------------------------------------------------------------------------
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def to_ms(moment: datetime) -> int:
+    return (moment - EPOCH) // timedelta(milliseconds=1)
+
+
+def from_ms(ms: int) -> datetime:
+    """An exact UTC datetime from epoch milliseconds (no float rounding)."""
+    return EPOCH + timedelta(milliseconds=ms)
 
 
 def format_datetime(moment: datetime) -> str:
@@ -567,7 +590,7 @@ def describe_field(spec: Field) -> dict[str, Any]:
         "digits": 9 if kind == "int" else 0,
         "displayLocationInDecimal": False,
         "encrypted": False,
-        "externalId": False,
+        "externalId": spec.external_id,
         "extraTypeInfo": None,
         "filterable": kind != "textarea",
         "filteredLookupInfo": None,
@@ -575,7 +598,7 @@ def describe_field(spec: Field) -> dict[str, Any]:
         "groupable": kind not in ("textarea", "currency", "double", "percent", "datetime"),
         "highScaleNumber": False,
         "htmlFormatted": False,
-        "idLookup": kind == "id" or kind == "email",
+        "idLookup": kind == "id" or kind == "email" or spec.external_id,
         "inlineHelpText": None,
         "label": spec.label,
         "length": spec.length if kind in TEXT_TYPES or kind in ID_TYPES else 0,

@@ -38,6 +38,7 @@ from .schema import (
     parse_date,
     parse_datetime,
     resolve,
+    to_ms,
 )
 
 KEYWORDS = frozenset(
@@ -582,3 +583,47 @@ def ordered(query: Query, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         present.sort(key=_sort_key(spec), reverse=order.descending)
         result = absent + present if order.nulls_first else present + absent
     return result
+
+
+# --- windows on the modification time ---------------------------------------------------------
+
+STAMP_FIELDS = frozenset({"SystemModstamp", "LastModifiedDate"})
+Bounds = tuple[int | None, int | None]  # inclusive epoch ms; None: open
+
+
+def _stamp_ms(value: Any) -> int | None:
+    moment = parse_datetime(value) if isinstance(value, str) else None
+    return to_ms(moment) if moment is not None else None
+
+
+def stamp_bounds(condition: Condition | None) -> Bounds:
+    """The modification-time window every row matching ``condition`` lies in (from its
+    comparisons of ``SystemModstamp`` / ``LastModifiedDate``; both hold the same time)."""
+    if condition is None or isinstance(condition, Negation):
+        return None, None
+    if isinstance(condition, Comparison):
+        value = _stamp_ms(condition.value)
+        if condition.field.name not in STAMP_FIELDS or value is None:
+            return None, None
+        op = condition.op
+        low = value + 1 if op == ">" else value if op in (">=", "=") else None
+        high = value - 1 if op == "<" else value if op in ("<=", "=") else None
+        return low, high
+    parts = [stamp_bounds(item) for item in condition.items]
+    lows, highs = [p[0] for p in parts], [p[1] for p in parts]
+    if condition.op == "AND":
+        known_lows = [v for v in lows if v is not None]
+        known_highs = [v for v in highs if v is not None]
+        return (max(known_lows) if known_lows else None, min(known_highs) if known_highs else None)
+    return (
+        None if None in lows else min(v for v in lows if v is not None),
+        None if None in highs else max(v for v in highs if v is not None),
+    )
+
+
+def stamp_order(query: Query) -> bool | None:
+    """Whether the rows are wanted by modification time (True: newest first), when the first
+    ORDER BY is one; times are unique within an org, so later clauses never matter."""
+    if not query.order or query.order[0].field.name not in STAMP_FIELDS:
+        return None
+    return query.order[0].descending

@@ -12,8 +12,9 @@ from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from ..modlog import ModLog
 from . import ids
-from .schema import format_datetime, now
+from .schema import format_datetime, from_ms, now, to_ms
 
 DEFAULT_CLIENT_ID = "sandbox-salesforce-client"
 DEFAULT_CLIENT_SECRET = "sandbox-salesforce-secret"  # noqa: S105 - the demo app, sandbox only
@@ -135,6 +136,8 @@ class Record:
     id: str
     sobject: str
     values: dict[str, Any]  # every field, by its API name, as the REST API returns it
+    deleted_ms: int | None = None  # when it went to the recycle bin (epoch ms)
+    stamp_ms: int = 0  # its SystemModstamp (epoch ms)
 
     @property
     def deleted(self) -> bool:
@@ -157,9 +160,35 @@ class OrgData:
     records: dict[str, dict[str, Record]] = field(default_factory=dict)
     calls: deque[float] = field(default_factory=deque)  # monotonic times, last 24 hours
     created: str = field(default_factory=lambda: format_datetime(now()))
+    clock_ms: int = 0  # the last modification time handed out (epoch ms)
+    logs: dict[str, ModLog] = field(default_factory=dict)  # sObject -> records by SystemModstamp
 
     def table(self, sobject: str) -> dict[str, Record]:
         return self.records.setdefault(sobject, {})
+
+    def log(self, sobject: str) -> ModLog:
+        return self.logs.setdefault(sobject, ModLog())
+
+    def stamp(self) -> str:
+        """A modification time (``SystemModstamp``, ``LastModifiedDate``): now, to the
+        millisecond, and always after the previous one, so ordering by it is strict in the org."""
+        self.clock_ms = max(to_ms(now()), self.clock_ms + 1)
+        return format_datetime(from_ms(self.clock_ms))
+
+    def insert(self, record: Record, stamp_ms: int) -> None:
+        """Store a new record, stamped ``stamp_ms``, in its table and log."""
+        record.stamp_ms = stamp_ms
+        self.table(record.sobject)[record.id] = record
+        self.log(record.sobject).add(stamp_ms, record.id)
+
+    def restamp(self, record: Record) -> str:
+        """A new modification time for a record (it moves to the end of its log)."""
+        log = self.log(record.sobject)
+        log.remove(record.stamp_ms, record.id)
+        stamp = self.stamp()
+        record.stamp_ms = self.clock_ms
+        log.add(record.stamp_ms, record.id)
+        return stamp
 
     def find(self, record_id: str) -> Record | None:
         """A record of any type by its 18-character id (deleted ones too)."""
