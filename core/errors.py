@@ -28,6 +28,8 @@ class ErrorCode(StrEnum):
     PROVIDER_ERROR = "provider_error"
     PROVIDER_UNAVAILABLE = "provider_unavailable"
     REAUTH_REQUIRED = "reauth_required"
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    SIGNATURE_INVALID = "signature_invalid"
 
 
 # The code a bare HTTP status maps to when nothing more specific is known.
