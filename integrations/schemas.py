@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from .models import Connection
+from .ratelimit import BudgetSnapshot
 
 
 class ConnectionOut(BaseModel):
@@ -46,6 +47,24 @@ class ConnectionOut(BaseModel):
             last_error=c.last_error,
             end_user=c.end_user,
             created_at=c.created_at,
+        )
+
+
+class ConnectionBudgetOut(BudgetSnapshot):
+    """The connection's provider account budget, shared by every connection to that account
+    (and every process), with the time this connection's calls waited for it."""
+
+    connection_id: uuid.UUID
+    waited_seconds_total: float = Field(
+        description="Time this connection's calls spent waiting for budget, in total."
+    )
+
+    @classmethod
+    def of(cls, c: Connection, snapshot: BudgetSnapshot) -> ConnectionBudgetOut:
+        return cls(
+            **snapshot.model_dump(),
+            connection_id=c.pk,
+            waited_seconds_total=round(c.budget_waited_ms / 1000, 3),
         )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import builtins
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Literal, Protocol
@@ -37,17 +37,43 @@ from .unified import (
 TokenAuthMethod = Literal["client_secret_post", "client_secret_basic"]
 
 
+# What a call spends: every call is a read or a write; a search also counts in the provider's
+# search window (HubSpot: five per second).
+CallKind = Literal["read", "write", "search"]
+
+
 class RateWindow(BaseModel):
-    name: str
-    limit: int = Field(description="Requests allowed per window.")
-    seconds: float
+    """One rolling window the provider counts calls in (per account)."""
+
+    name: str = Field(description="The provider's name for it, e.g. ten_secondly_rolling.")
+    limit: int = Field(ge=1, description="Requests allowed per window.")
+    seconds: float = Field(gt=0, description="Its length (whole seconds are enforced).")
+    kinds: list[CallKind] | None = Field(
+        None, description="The call kinds it counts (e.g. only searches); None: every call."
+    )
+
+    def counts(self, kind: CallKind) -> bool:
+        return self.kinds is None or kind in self.kinds
 
 
 class RateLimitPolicy(BaseModel):
-    """What the provider allows; the shared budgets (sync/outbox issue) enforce it."""
+    """What the provider allows; ``integrations.ratelimit`` enforces it with budgets shared by
+    every process (per provider account). Limits the provider reports in its answers replace
+    these (``RATE_LIMIT_OVERRIDES`` caps them)."""
 
     windows: list[RateWindow] = Field(default_factory=list)
-    daily_limit: int | None = None
+    daily_limit: int | None = Field(
+        None, description="The daily allocation when known up front (else learned from answers)."
+    )
+    daily_name: str = Field("daily", description="The daily allocation's name in snapshots.")
+    daily_reset: Literal["midnight_utc", "rolling"] = Field(
+        "midnight_utc",
+        description="How the daily allocation frees up: all at once at midnight UTC, or call "
+        "by call over a rolling 24 hours (Salesforce).",
+    )
+    daily_reserve: float = Field(
+        0.05, ge=0, lt=1, description="Share of the daily allocation never spent (others' use)."
+    )
     batch_size: int = Field(100, description="Records per batch call.")
     search_page_size: int = 200
     search_result_cap: int | None = Field(None, description="Results one search can page to.")
@@ -135,6 +161,36 @@ class ProviderCall:
 CallRecorder = Callable[[ProviderCall], Awaitable[None]]
 
 
+class CallBudget(Protocol):
+    """The rate-limit budget of one provider account, shared by every process
+    (``integrations.ratelimit``). Transports take budget before each HTTP attempt and report
+    each answer back."""
+
+    async def acquire(self, kind: CallKind = "read") -> float:
+        """Wait until the budget allows one more call of ``kind``; return the seconds waited.
+
+        Raises ``ProviderRateLimited`` (with ``retry_after``) instead of waiting longer than
+        the budget's longest wait, so background callers can reschedule.
+        """
+
+    async def observe(self, *, status: int | None, headers: Mapping[str, str]) -> None:
+        """Correct the budget from an answer: the provider's rate-limit headers, and a 429
+        (which empties the budget until ``Retry-After``)."""
+
+
+class NoBudget:
+    """A ``CallBudget`` that never waits (scripts, tests of a client alone)."""
+
+    async def acquire(self, kind: CallKind = "read") -> float:
+        return 0.0
+
+    async def observe(self, *, status: int | None, headers: Mapping[str, str]) -> None:
+        return None
+
+
+NO_BUDGET: CallBudget = NoBudget()
+
+
 async def discard_call(call: ProviderCall) -> None:
     """A ``CallRecorder`` that keeps nothing (scripts, tests of the client alone)."""
 
@@ -145,9 +201,18 @@ class CrmClient(ABC):
     ``rate_limited`` (``retry_after``), ``provider_unavailable``, ``reauth_required``,
     ``provider_error``."""
 
-    def __init__(self, *, tokens: TokenSource, record_call: CallRecorder = discard_call) -> None:
+    def __init__(
+        self,
+        *,
+        tokens: TokenSource,
+        record_call: CallRecorder = discard_call,
+        budget: CallBudget = NO_BUDGET,
+    ) -> None:
+        """``budget``: the account's shared rate-limit budget; every HTTP attempt takes from
+        it first (``NO_BUDGET``: none, for scripts and tests of a client alone)."""
         self.tokens = tokens
         self.record_call = record_call
+        self.budget = budget
 
     @abstractmethod
     async def get(self, object_type: ObjectType, record_id: str) -> Result[AnyRecord]: ...
@@ -301,6 +366,8 @@ class Provider(ABC):
         tokens: TokenSource,
         record_call: CallRecorder,
         token_extra: dict[str, Any] | None = None,
+        budget: CallBudget = NO_BUDGET,
     ) -> CrmClient:
         """The CRM client of one connection; ``token_extra`` holds its non-secret token facts
-        (``TokenSet.extra``, e.g. Salesforce's ``instance_url``)."""
+        (``TokenSet.extra``, e.g. Salesforce's ``instance_url``); ``budget`` is the account's
+        shared rate-limit budget (``integrations.ratelimit.budget_for``)."""

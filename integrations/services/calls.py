@@ -1,15 +1,18 @@
-"""The per-connection provider call log (bounded) and the CRM client wired to a connection."""
+"""The per-connection provider call log (bounded) and the CRM client wired to a connection
+(its tokens, its call log and its account's shared rate-limit budget)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import timedelta
 
+from django.db.models import F
 from django.utils import timezone
 
 from ..models import Connection, ProviderCallLog
 from ..providers.base import CallRecorder, CrmClient, ProviderCall
 from ..providers.registry import get_provider
+from ..ratelimit import budget_for
 from .tokens import ConnectionTokens
 
 CALL_LOG_KEEP = 500  # rows kept per connection
@@ -31,6 +34,10 @@ def call_recorder(connection_id: uuid.UUID) -> CallRecorder:
         )
         if row.pk % _PRUNE_EVERY == 0:
             await call_log_prune(connection_id=connection_id)
+        if call.waited_ms > 0:
+            await Connection.objects.filter(pk=connection_id).aupdate(
+                budget_waited_ms=F("budget_waited_ms") + round(call.waited_ms, 2)
+            )
         if call.budget_used is not None:
             await Connection.objects.filter(pk=connection_id).aupdate(
                 api_budget_used=call.budget_used,
@@ -65,4 +72,5 @@ def crm_client_for(connection: Connection) -> CrmClient:
         tokens=ConnectionTokens(connection.pk),
         record_call=call_recorder(connection.pk),
         token_extra=dict(connection.token_extra),
+        budget=budget_for(connection.provider, connection.external_account_id),
     )

@@ -22,7 +22,15 @@ from core.errors import AppError
 from core.result import Result
 from hubspot.crm.objects import SimplePublicObjectInput, SimplePublicObjectInputForCreate
 
-from ..base import CallRecorder, CrmClient, RateLimitPolicy, TokenSource, discard_call
+from ..base import (
+    NO_BUDGET,
+    CallBudget,
+    CallRecorder,
+    CrmClient,
+    RateLimitPolicy,
+    TokenSource,
+    discard_call,
+)
 from ..unified import (
     AnyRecord,
     Association,
@@ -66,10 +74,12 @@ class HubSpotCrmClient(CrmClient):
         rate_limit: RateLimitPolicy,
         timeout: float | None = None,
         extra_properties: Mapping[ObjectType, Sequence[str]] | None = None,
+        budget: CallBudget = NO_BUDGET,
     ) -> None:
         """``extra_properties``: HubSpot properties to read besides the mapped ones (custom
-        properties), per object type; they arrive in each record's ``properties``."""
-        super().__init__(tokens=tokens, record_call=record_call)
+        properties), per object type; they arrive in each record's ``properties``.
+        ``budget``: the account's shared rate-limit budget (every HTTP attempt takes from it)."""
+        super().__init__(tokens=tokens, record_call=record_call, budget=budget)
         self.rate_limit = rate_limit
         self.extra_properties = dict(extra_properties or {})
         self.transport = Transport(
@@ -77,6 +87,7 @@ class HubSpotCrmClient(CrmClient):
             timeout=settings.PROVIDER_TIMEOUT_SECONDS if timeout is None else timeout,
             tokens=tokens,
             record_call=record_call,
+            budget=budget,
         )
 
     def _properties(self, object_type: ObjectType) -> builtins.list[str]:

@@ -1,11 +1,12 @@
 """HubSpot: OAuth 2 particulars, rate limits and the CRM client.
 
 Rate limits, from HubSpot's usage guidelines for public (OAuth) apps: 110 requests per
-rolling ten seconds per installing account, and no daily limit (OAuth calls get no
-``X-HubSpot-RateLimit-Daily`` headers because none applies). Batch endpoints take 100 inputs;
-CRM search returns at most 200 per page and pages through at most 10,000 results. Search
-also has its own limit (five requests per second per account), which a ``RateWindow`` cannot
-scope to one endpoint yet, so it is not listed here.
+rolling ten seconds per installing account (``ten_secondly_rolling``), CRM search also five
+per second (``secondly``, a window for search calls only), and no daily limit (OAuth calls get
+no ``X-HubSpot-RateLimit-Daily`` headers because none applies; when answers carry them, or
+``RATE_LIMIT_OVERRIDES`` sets ``hubspot.daily``, the shared budget keeps to that too). Limits
+HubSpot reports in its headers replace these. Batch endpoints take 100 inputs; CRM search
+returns at most 200 per page and pages through at most 10,000 results.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from core.result import Result
 
 from ..answers import NoAnswer, Unreadable
 from ..base import (
+    NO_BUDGET,
     AccountIdentity,
+    CallBudget,
     CallRecorder,
     Provider,
     RateLimitPolicy,
@@ -62,8 +65,13 @@ class HubSpotProvider(Provider):
     use_pkce: ClassVar[bool] = True
     object_types: ClassVar[tuple[ObjectType, ...]] = ("contact", "company", "deal")
     rate_limit: ClassVar[RateLimitPolicy] = RateLimitPolicy(
-        windows=[RateWindow(name="ten_secondly_rolling", limit=110, seconds=10)],
+        windows=[
+            RateWindow(name="ten_secondly_rolling", limit=110, seconds=10),
+            RateWindow(name="secondly", limit=5, seconds=1, kinds=["search"]),
+        ],
         daily_limit=None,
+        daily_name="daily",
+        daily_reset="midnight_utc",
         batch_size=100,
         search_page_size=200,
         search_result_cap=10_000,
@@ -86,7 +94,7 @@ class HubSpotProvider(Provider):
         api = sdk_client(api_url=self.config.api_url).oauth.access_tokens_api
 
         def blocking() -> AccessTokenInfo:
-            data, status = run_sdk(
+            data, status, _headers = run_sdk(
                 lambda: api.get_with_http_info(
                     tokens.access_token, _request_timeout=settings.PROVIDER_TIMEOUT_SECONDS
                 )
@@ -146,10 +154,12 @@ class HubSpotProvider(Provider):
         tokens: TokenSource,
         record_call: CallRecorder,
         token_extra: dict[str, Any] | None = None,
+        budget: CallBudget = NO_BUDGET,
     ) -> HubSpotCrmClient:
         return HubSpotCrmClient(
             tokens=tokens,
             record_call=record_call,
+            budget=budget,
             api_url=self.config.api_url,
             rate_limit=self.rate_limit,
             extra_properties=self.extra_properties(),

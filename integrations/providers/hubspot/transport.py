@@ -1,8 +1,11 @@
 """How the HubSpot client reaches HubSpot, one attempt at a time.
 
 ``Transport.call`` owns the policy every call shares: take a token from the ``TokenSource``,
-make one HTTP attempt, report it to the call log; on a 401 refresh the token once and try
-once more; turn any failure into a ``Result.fail`` with an ``AppError``. SDK calls run in a
+take rate-limit budget (``CallBudget.acquire``: it may wait; when it refuses, the call fails
+with ``rate_limited`` without reaching HubSpot), make one HTTP attempt, report the answer to the
+budget (``observe``: HubSpot's rate-limit headers) and the call log; on a 401 refresh the token
+once and try once more (with budget again); turn any failure into a ``Result.fail`` with an
+``AppError``. SDK calls run in a
 worker thread (the SDK is synchronous, and its own urllib3 retries are off: the outbox and
 the rate limiter own retrying); the raw passthrough uses httpx.
 """
@@ -12,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final, Generic, TypeVar
 
 import httpx
@@ -23,7 +26,7 @@ from core.errors import AppError, ErrorCode, ValidationFailed
 from core.result import Result
 
 from ..answers import NoAnswer, Unreadable, parse_body
-from ..base import CallRecorder, ProviderCall, TokenSource
+from ..base import NO_BUDGET, CallBudget, CallKind, CallRecorder, ProviderCall, TokenSource
 from ..unified import RawResponse
 from .errors import (
     HttpFailure,
@@ -47,11 +50,11 @@ def sdk_client(*, api_url: str, access_token: str | None = None) -> Any:
     return hubspot.HubSpot(access_token=access_token, host=api_url.rstrip("/"), retry=False)
 
 
-def run_sdk(invoke: Callable[[], Any]) -> tuple[Any, int]:
-    """Run one SDK ``*_with_http_info`` call: ``(data, status)``, or raise ``HttpFailure``,
-    ``NoAnswer`` or ``Unreadable``. Blocking: call it from a worker thread."""
+def run_sdk(invoke: Callable[[], Any]) -> tuple[Any, int, dict[str, str]]:
+    """Run one SDK ``*_with_http_info`` call: ``(data, status, headers)``, or raise
+    ``HttpFailure``, ``NoAnswer`` or ``Unreadable``. Blocking: call it from a worker thread."""
     try:
-        data, status, _headers = invoke()
+        data, status, headers = invoke()
     except Exception as exc:
         failure = from_sdk_exception(exc)
         if failure is not None:
@@ -62,7 +65,7 @@ def run_sdk(invoke: Callable[[], Any]) -> tuple[Any, int]:
             # The generated models raise these when an answer lacks a required field.
             raise Unreadable(None) from exc
         raise
-    return data, int(status)
+    return data, int(status), {str(k): str(v) for k, v in dict(headers or {}).items()}
 
 
 def raw_answer(response: Any) -> tuple[Any, int, Any]:
@@ -80,6 +83,15 @@ def raw_answer(response: Any) -> tuple[Any, int, Any]:
 class Reply(Generic[T]):
     value: T
     status: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def call_kind(method: str, path: str) -> CallKind:
+    """What a call spends: CRM searches count in HubSpot's search window too."""
+    method = method.upper()
+    if method == "POST" and path.split("?", 1)[0].rstrip("/").endswith("/search"):
+        return "search"
+    return "write" if method in {"POST", "PATCH", "PUT", "DELETE"} else "read"
 
 
 class SdkApis:
@@ -98,12 +110,19 @@ class SdkApis:
 
 class Transport:
     def __init__(
-        self, *, api_url: str, timeout: float, tokens: TokenSource, record_call: CallRecorder
+        self,
+        *,
+        api_url: str,
+        timeout: float,
+        tokens: TokenSource,
+        record_call: CallRecorder,
+        budget: CallBudget = NO_BUDGET,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.timeout = timeout
         self.tokens = tokens
         self.record_call = record_call
+        self.budget = budget
         self._apis: tuple[str, SdkApis] | None = None
         self._apis_lock = threading.Lock()
 
@@ -130,9 +149,9 @@ class Transport:
 
         def blocking(token: str) -> Reply[T]:
             apis = self._apis_for(token)
-            data, status = run_sdk(lambda: invoke(apis))
+            data, status, headers = run_sdk(lambda: invoke(apis))
             try:
-                return Reply(parse(data), status)
+                return Reply(parse(data), status, headers)
             except (ValueError, TypeError, KeyError) as exc:
                 raise Unreadable(status) from exc
 
@@ -170,7 +189,7 @@ class Transport:
             if not response.is_success:
                 raise HttpFailure(response.status_code, body, answer_headers)
             raw = RawResponse(status=response.status_code, headers=answer_headers, body=body)
-            return Reply(raw, response.status_code)
+            return Reply(raw, response.status_code, answer_headers)
 
         return await self.call(method, path, send)
 
@@ -183,21 +202,28 @@ class Transport:
         subject: str | None = None,
     ) -> Result[T]:
         """Run ``send(token)`` under the shared policy (module docstring). Never raises for
-        a HubSpot failure; a token source's ``AppError`` becomes the result too."""
+        a HubSpot failure; a token source's or the budget's ``AppError`` becomes the result
+        too."""
         path = path.split("?", 1)[0]
+        kind = call_kind(method, path)
         try:
             token = await self.tokens.access_token()
         except AppError as exc:
             return Result.fail(exc)
         attempt = 1
         while True:
+            try:
+                waited = await self.budget.acquire(kind)
+            except AppError as exc:  # no budget within the longest wait: HubSpot never sees it
+                return Result.fail(exc)
             started = time.perf_counter()
             try:
                 reply = await send(token)
             except HttpFailure as failure:
+                await self.budget.observe(status=failure.status, headers=failure.headers)
                 if failure.status == 401 and attempt == 1:
                     await self._record(
-                        method, path, 401, started, attempt, ErrorCode.UNAUTHENTICATED
+                        method, path, 401, started, attempt, waited, ErrorCode.UNAUTHENTICATED
                     )
                     try:
                         token = await self.tokens.refresh(rejected=token)
@@ -206,17 +232,23 @@ class Transport:
                     attempt += 1
                     continue
                 error = error_for_answer(failure, subject=subject)
-                await self._record(method, path, failure.status, started, attempt, error.code)
+                await self._record(
+                    method, path, failure.status, started, attempt, waited, error.code
+                )
                 return Result.fail(error)
             except NoAnswer as failure:
                 error = error_for_no_answer(failure)
-                await self._record(method, path, None, started, attempt, error.code)
+                await self._record(method, path, None, started, attempt, waited, error.code)
                 return Result.fail(error)
             except Unreadable as failure:
+                await self.budget.observe(status=failure.status, headers={})
                 error = error_for_unreadable(failure)
-                await self._record(method, path, failure.status, started, attempt, error.code)
+                await self._record(
+                    method, path, failure.status, started, attempt, waited, error.code
+                )
                 return Result.fail(error)
-            await self._record(method, path, reply.status, started, attempt, None)
+            await self.budget.observe(status=reply.status, headers=reply.headers)
+            await self._record(method, path, reply.status, started, attempt, waited, None)
             return Result.ok(reply.value)
 
     async def _record(
@@ -226,6 +258,7 @@ class Transport:
         status: int | None,
         started: float,
         attempt: int,
+        waited: float,
         error_code: ErrorCode | None,
     ) -> None:
         await self.record_call(
@@ -235,6 +268,7 @@ class Transport:
                 status=status,
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
                 attempt=attempt,
+                waited_ms=round(waited * 1000, 2),
                 error_code=error_code.value if error_code else None,
             )
         )

@@ -18,7 +18,16 @@ from django.conf import settings
 from core.errors import AppError, NotFound, ProviderError, ValidationFailed
 from core.result import Result
 
-from ..base import CallRecorder, CrmClient, RateLimitPolicy, TokenSource, discard_call
+from ..base import (
+    NO_BUDGET,
+    CallBudget,
+    CallKind,
+    CallRecorder,
+    CrmClient,
+    RateLimitPolicy,
+    TokenSource,
+    discard_call,
+)
 from ..unified import (
     AnyRecord,
     Association,
@@ -61,11 +70,13 @@ class SalesforceCrmClient(CrmClient):
         ca_file: str | None = None,
         timeout: float | None = None,
         org_id: str | None = None,
+        budget: CallBudget = NO_BUDGET,
     ) -> None:
         """``instance_url``: the org's API host from the token answer (without it every call
         fails with ``reauth_required``); ``ca_file``: a CA bundle to trust instead of the
-        system store (the sandbox's); ``org_id`` keys the cached field lists."""
-        super().__init__(tokens=tokens, record_call=record_call)
+        system store (the sandbox's); ``org_id`` keys the cached field lists; ``budget`` is the
+        org's shared rate-limit budget (every HTTP attempt takes from it)."""
+        super().__init__(tokens=tokens, record_call=record_call, budget=budget)
         self.rate_limit = rate_limit
         self.org_id = org_id or ""
         self.transport = Transport(
@@ -75,6 +86,7 @@ class SalesforceCrmClient(CrmClient):
             timeout=settings.PROVIDER_TIMEOUT_SECONDS if timeout is None else timeout,
             tokens=tokens,
             record_call=record_call,
+            budget=budget,
         )
 
     async def _fields(self, object_type: ObjectType) -> Result[ObjectFields]:
@@ -174,7 +186,9 @@ class SalesforceCrmClient(CrmClient):
             return Result.fail(exc)
         name = sobject(object_type)
         created = await self.transport.call(
-            lambda sdk: validate(SaveResult, sdk.sobject(name).create(fields)), sent=fields
+            lambda sdk: validate(SaveResult, sdk.sobject(name).create(fields)),
+            sent=fields,
+            kind="write",
         )
         if created.error is not None:
             return Result.fail(created.error)
@@ -203,6 +217,7 @@ class SalesforceCrmClient(CrmClient):
                 lambda sdk: sdk.sobject(name).update(record_id, fields),
                 subject=f"{object_type.capitalize()} {record_id}",
                 sent=fields,
+                kind="write",
             )
             if updated.error is not None:
                 return Result.fail(updated.error)
@@ -217,7 +232,9 @@ class SalesforceCrmClient(CrmClient):
         def invoke(sdk: Sdk) -> None:
             sdk.sobject(name).delete(record_id)
 
-        return await self.transport.call(invoke, subject=f"{object_type.capitalize()} {record_id}")
+        return await self.transport.call(
+            invoke, subject=f"{object_type.capitalize()} {record_id}", kind="write"
+        )
 
     # --- many records --------------------------------------------------------------------
 
@@ -344,4 +361,5 @@ class SalesforceCrmClient(CrmClient):
             )
             return RawResponse(status=status, headers=headers, body=body)
 
-        return await self.transport.call(invoke)
+        kind: CallKind = "read" if verb in {"GET", "HEAD", "OPTIONS"} else "write"
+        return await self.transport.call(invoke, kind=kind)

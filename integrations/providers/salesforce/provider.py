@@ -8,7 +8,8 @@ they are used until a 401 says otherwise.
 
 Limits: the org's API allocation is a rolling 24 hours, its size depends on edition and
 licences; ``daily_limit`` is a conservative default and every answer's ``Sforce-Limit-Info``
-(reported as ``ProviderCall.budget_used``/``budget_limit``) gives the live figure. sObject
+(reported as ``ProviderCall.budget_used``/``budget_limit``) gives the live figure, which the
+shared budget keeps to, stopping at 95% (``daily_reserve``) with ``rate_limited``. sObject
 Collections take 200 records a call.
 """
 
@@ -25,7 +26,9 @@ from core.errors import ProviderAuthError, ProviderError, ValidationFailed
 from core.result import Result
 
 from ..base import (
+    NO_BUDGET,
     AccountIdentity,
+    CallBudget,
     CallRecorder,
     LoginOption,
     Provider,
@@ -83,7 +86,13 @@ class SalesforceProvider(Provider):
     token_on_login_host: ClassVar[bool] = True
     object_types: ClassVar[tuple[ObjectType, ...]] = ("contact", "company", "deal")
     rate_limit: ClassVar[RateLimitPolicy] = RateLimitPolicy(
-        windows=[], daily_limit=15_000, batch_size=200, search_page_size=200
+        windows=[],
+        daily_limit=15_000,
+        daily_name="daily_api_requests",
+        daily_reset="rolling",
+        daily_reserve=0.05,  # stop at 95% of the org's allocation: other apps share it
+        batch_size=200,
+        search_page_size=200,
     )
     connect_note: ClassVar[str] = (
         "Salesforce allows five approvals of Switchboard per Salesforce user. Every approval "
@@ -238,11 +247,13 @@ class SalesforceProvider(Provider):
         tokens: TokenSource,
         record_call: CallRecorder,
         token_extra: dict[str, Any] | None = None,
+        budget: CallBudget = NO_BUDGET,
     ) -> SalesforceCrmClient:
         extra = token_extra or {}
         return SalesforceCrmClient(
             tokens=tokens,
             record_call=record_call,
+            budget=budget,
             instance_url=extra.get("instance_url"),
             api_version=self.api_version,
             ca_file=self.ca_file,

@@ -1,10 +1,12 @@
 """How the Salesforce client reaches Salesforce, one attempt at a time.
 
 ``Transport.call`` owns the policy every call shares: take a token from the ``TokenSource``,
-run one simple-salesforce call in a worker thread (the SDK is synchronous), report every HTTP
-request it made to the call log with the org's API usage from ``Sforce-Limit-Info``; on a 401
-(``INVALID_SESSION_ID``) refresh the token once and try once more; turn any failure into a
-``Result.fail`` with an ``AppError``.
+take rate-limit budget (``CallBudget.acquire``: it may wait; when it refuses, the call fails
+with ``rate_limited`` without reaching Salesforce), run one simple-salesforce call in a worker
+thread (the SDK is synchronous), report every HTTP request it made to the budget (``observe``:
+the org's API usage from ``Sforce-Limit-Info``; a ``REQUEST_LIMIT_EXCEEDED`` refusal counts as
+a 429) and to the call log; on a 401 (``INVALID_SESSION_ID``) refresh the token once and try
+once more (with budget again); turn any failure into a ``Result.fail`` with an ``AppError``.
 
 The SDK runs on our ``requests`` session (``RecordingSession``): it applies the timeout the SDK
 has no setting for, trusts the configured CA file (the sandbox's own CA; production uses the
@@ -29,11 +31,11 @@ from requests.models import PreparedRequest, Response
 from simple_salesforce.api import Salesforce, SFType
 from simple_salesforce.exceptions import SalesforceError
 
-from core.errors import AppError, ErrorCode, ProviderAuthError
+from core.errors import AppError, ErrorCode, ProviderAuthError, ProviderRateLimited
 from core.result import Result
 
 from ..answers import NoAnswer, Unreadable, parse_body
-from ..base import CallRecorder, ProviderCall, TokenSource
+from ..base import NO_BUDGET, CallBudget, CallKind, CallRecorder, ProviderCall, TokenSource
 from .errors import HttpFailure, error_for_answer, error_for_no_answer, error_for_unreadable
 
 T = TypeVar("T")
@@ -180,6 +182,7 @@ class Transport:
         timeout: float,
         tokens: TokenSource,
         record_call: CallRecorder,
+        budget: CallBudget = NO_BUDGET,
     ) -> None:
         self.instance_url = (instance_url or "").rstrip("/")
         self.api_version = api_version
@@ -187,6 +190,7 @@ class Transport:
         self.timeout = timeout
         self.tokens = tokens
         self.record_call = record_call
+        self.budget = budget
 
     def _attempt(self, token: str, invoke: Callable[[Sdk], T]) -> Outcome[T]:
         """One attempt, in a worker thread; never raises for a Salesforce failure."""
@@ -219,10 +223,12 @@ class Transport:
         subject: str | None = None,
         sent: Mapping[str, Any] | None = None,
         needs_instance: bool = True,
+        kind: CallKind = "read",
     ) -> Result[T]:
         """Run ``invoke`` under the shared policy (module docstring). ``subject`` names the
         record in a 404's message; ``sent`` is the JSON object a write sent (it lets a
-        JSON_PARSER_ERROR name its field). Never raises for a Salesforce failure."""
+        JSON_PARSER_ERROR name its field); ``kind`` is what the call spends of the budget.
+        Never raises for a Salesforce failure."""
         if needs_instance and not self.instance_url:
             return Result.fail(
                 ProviderAuthError(
@@ -236,13 +242,19 @@ class Transport:
             return Result.fail(exc)
         attempt = 1
         while True:
+            try:
+                waited = await self.budget.acquire(kind)
+            except AppError as exc:  # no budget within the longest wait: Salesforce never sees it
+                return Result.fail(exc)
             outcome = await asyncio.to_thread(self._attempt, token, invoke)
             failure = outcome.failure
             if failure is None:
-                await self._record(outcome.exchanges, attempt, None)
+                await self._observe(outcome.exchanges, None)
+                await self._record(outcome.exchanges, attempt, waited, None)
                 return Result.ok(outcome.value)  # type: ignore[arg-type]
             if isinstance(failure, HttpFailure) and failure.status == 401 and attempt == 1:
-                await self._record(outcome.exchanges, attempt, ErrorCode.UNAUTHENTICATED)
+                await self._observe(outcome.exchanges, None)
+                await self._record(outcome.exchanges, attempt, waited, ErrorCode.UNAUTHENTICATED)
                 try:
                     token = await self.tokens.refresh(rejected=token)
                 except AppError as exc:
@@ -250,11 +262,29 @@ class Transport:
                 attempt += 1
                 continue
             error = _error(failure, subject=subject, sent=sent)
-            await self._record(outcome.exchanges, attempt, error.code)
+            await self._observe(outcome.exchanges, error)
+            await self._record(outcome.exchanges, attempt, waited, error.code)
             return Result.fail(error)
 
+    async def _observe(self, exchanges: list[Exchange], error: AppError | None) -> None:
+        """Every answer to the budget. Salesforce refuses calls past its limits with 403
+        ``REQUEST_LIMIT_EXCEEDED`` and no ``Retry-After``: that answer goes as a 429 with
+        the wait ``error_for_answer`` chose."""
+        for n, exchange in enumerate(exchanges):
+            status, headers = exchange.status, exchange.headers
+            last = n == len(exchanges) - 1
+            if last and isinstance(error, ProviderRateLimited) and status is not None:
+                status = 429
+                if error.retry_after is not None:
+                    headers = {**headers, "Retry-After": f"{error.retry_after:g}"}
+            await self.budget.observe(status=status, headers=headers)
+
     async def _record(
-        self, exchanges: list[Exchange], attempt: int, error_code: ErrorCode | None
+        self,
+        exchanges: list[Exchange],
+        attempt: int,
+        waited: float,
+        error_code: ErrorCode | None,
     ) -> None:
         for n, exchange in enumerate(exchanges):
             used, limit = usage(exchange.headers)
@@ -266,6 +296,7 @@ class Transport:
                     status=exchange.status,
                     duration_ms=exchange.duration_ms,
                     attempt=attempt,
+                    waited_ms=round(waited * 1000, 2) if n == 0 else 0.0,
                     error_code=error_code.value if error_code and last else None,
                     budget_used=used,
                     budget_limit=limit,
