@@ -6,29 +6,34 @@ each object type, and Ninja must see the real input classes in their signatures.
 
 from typing import Any
 
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from accounts.audit import Actor
 from accounts.auth import principal_of
 from core.envelope import Envelope, api_responses, ok
 from core.errors import ValidationFailed
 from core.pagination import PageParams, paginate
 
 from .models import Connection
+from .outbox.api import IdempotencyKey, batch_answer, queued_responses, write_answer
+from .outbox.schemas import BatchWriteOut
+from .outbox.service import check_key, write_batch_submit, write_submit
 from .providers.base import CrmClient
 from .providers.unified import (
     INPUT_MODELS,
     RECORD_MODELS,
     Association,
-    BatchResult,
     ObjectType,
     Page,
     SearchQuery,
 )
+from .ratelimit import budget_snapshot
 from .schemas import (
     ArchivedOut,
     AssociationsOut,
+    ConnectionBudgetOut,
     ConnectionDeletedOut,
     ConnectionOut,
     ConnectionTestOut,
@@ -93,12 +98,37 @@ async def connections_test(request: HttpRequest, connection_id: str) -> Envelope
     return ok(ConnectionTestOut(ok=True, account=found["account"], scopes=found["scopes"]))
 
 
+@router.get(
+    "/connections/{connection_id}/budget",
+    response=api_responses(Envelope[ConnectionBudgetOut]),
+    summary="The shared rate-limit budget of the connection's provider account",
+)
+async def connections_budget(
+    request: HttpRequest, connection_id: str
+) -> Envelope[ConnectionBudgetOut]:
+    p = principal_of(request)
+    connection = await connection_for(
+        organization_id=p.organization_id, connection_id=connection_id
+    )
+    snapshot = await budget_snapshot(connection.provider, connection.external_account_id)
+    return ok(ConnectionBudgetOut.of(connection, snapshot))
+
+
 async def _client(request: HttpRequest, connection_id: str) -> tuple[Connection, CrmClient]:
     p = principal_of(request)
     connection = await connection_for(
         organization_id=p.organization_id, connection_id=connection_id
     )
     return connection, crm_client_for(connection)
+
+
+async def _writer(request: HttpRequest, connection_id: str) -> tuple[Connection, Actor]:
+    """The caller's connection (404 for another organisation's) and who is writing."""
+    p = principal_of(request)
+    connection = await connection_for(
+        organization_id=p.organization_id, connection_id=connection_id
+    )
+    return connection, p.actor
 
 
 class ListParams(BaseModel):
@@ -160,9 +190,19 @@ def _register(kind: ObjectType) -> None:
         request: HttpRequest,
         connection_id: str,
         body: In,  # type: ignore[valid-type]
-    ) -> Status[Envelope[Any]]:
-        _, client = await _client(request, connection_id)
-        return Status(201, ok((await client.create(kind, body)).unwrap()))
+        response: HttpResponse,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Status[Any]:
+        connection, actor = await _writer(request, connection_id)
+        outcome = await write_submit(
+            connection=connection,
+            operation="create",
+            object_type=kind,
+            payload=body,
+            idempotency_key=idempotency_key,
+            actor=actor,
+        )
+        return write_answer(outcome, response, status=201, data=lambda o: o.record)
 
     async def get_record(request: HttpRequest, connection_id: str, record_id: str) -> Envelope[Any]:
         _, client = await _client(request, connection_id)
@@ -173,16 +213,40 @@ def _register(kind: ObjectType) -> None:
         connection_id: str,
         record_id: str,
         body: In,  # type: ignore[valid-type]
-    ) -> Envelope[Any]:
-        _, client = await _client(request, connection_id)
-        return ok((await client.update(kind, record_id, body)).unwrap())
+        response: HttpResponse,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Status[Any]:
+        connection, actor = await _writer(request, connection_id)
+        outcome = await write_submit(
+            connection=connection,
+            operation="update",
+            object_type=kind,
+            record_id=record_id,
+            payload=body,
+            idempotency_key=idempotency_key,
+            actor=actor,
+        )
+        return write_answer(outcome, response, status=200, data=lambda o: o.record)
 
     async def archive_record(
-        request: HttpRequest, connection_id: str, record_id: str
-    ) -> Envelope[ArchivedOut]:
-        _, client = await _client(request, connection_id)
-        (await client.archive(kind, record_id)).unwrap()
-        return ok(ArchivedOut(id=record_id))
+        request: HttpRequest,
+        connection_id: str,
+        record_id: str,
+        response: HttpResponse,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Status[Any]:
+        connection, actor = await _writer(request, connection_id)
+        outcome = await write_submit(
+            connection=connection,
+            operation="archive",
+            object_type=kind,
+            record_id=record_id,
+            idempotency_key=idempotency_key,
+            actor=actor,
+        )
+        return write_answer(
+            outcome, response, status=200, data=lambda o: ArchivedOut(id=o.write.record_id)
+        )
 
     async def search_records(
         request: HttpRequest, connection_id: str, body: SearchQuery
@@ -191,25 +255,62 @@ def _register(kind: ObjectType) -> None:
         return ok((await client.search(kind, body)).unwrap())
 
     async def batch_records(
-        request: HttpRequest, connection_id: str, body: BatchIn
-    ) -> Envelope[BatchResult[Any]]:
+        request: HttpRequest,
+        connection_id: str,
+        body: BatchIn,
+        response: HttpResponse,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Status[Any]:
         if (body.create is None) == (body.update is None):
             raise ValidationFailed("Send either `create` or `update`.")
-        _, client = await _client(request, connection_id)
+        if idempotency_key is not None:
+            check_key(idempotency_key, batch=True)
+        connection, actor = await _writer(request, connection_id)
         if body.create is not None:
-            result = await client.batch_create(kind, _inputs(kind, body.create, with_id=False))
+            operation = "create"
+            items = [(None, data) for data in _inputs(kind, body.create, with_id=False)]
         else:
-            result = await client.batch_update(kind, _inputs(kind, body.update or [], with_id=True))
-        return ok(result.unwrap())
+            operation = "update"
+            items = list(_inputs(kind, body.update or [], with_id=True))
+        outcomes = await write_batch_submit(
+            connection=connection,
+            operation=operation,
+            object_type=kind,
+            items=items,
+            idempotency_key=idempotency_key,
+            actor=actor,
+        )
+        key = outcomes[0].write.idempotency_key.rsplit(":", 1)[0] if outcomes else ""
+        return batch_answer(outcomes, response, key=key)
 
     async def associate_record(
-        request: HttpRequest, connection_id: str, record_id: str, to_plural: str, to_id: str
-    ) -> Envelope[Association]:
+        request: HttpRequest,
+        connection_id: str,
+        record_id: str,
+        to_plural: str,
+        to_id: str,
+        response: HttpResponse,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Status[Any]:
         to_type = _to_type(to_plural)
-        _, client = await _client(request, connection_id)
-        association = Association(from_type=kind, from_id=record_id, to_type=to_type, to_id=to_id)
-        (await client.associate(association)).unwrap()
-        return ok(association)
+        connection, actor = await _writer(request, connection_id)
+        outcome = await write_submit(
+            connection=connection,
+            operation="associate",
+            object_type=kind,
+            record_id=record_id,
+            payload={"to_type": to_type, "to_id": to_id},
+            idempotency_key=idempotency_key,
+            actor=actor,
+        )
+        return write_answer(
+            outcome,
+            response,
+            status=200,
+            data=lambda o: Association(
+                from_type=kind, from_id=o.write.record_id, to_type=to_type, to_id=to_id
+            ),
+        )
 
     async def list_associations(
         request: HttpRequest, connection_id: str, record_id: str, to_plural: str
@@ -222,8 +323,12 @@ def _register(kind: ObjectType) -> None:
 
     one = api_responses(Envelope[Out])  # type: ignore[valid-type]
     many = api_responses(Envelope[Page[Out]])  # type: ignore[valid-type]
-    created = api_responses(Envelope[Out], status=201)  # type: ignore[valid-type]
-    batched = api_responses(Envelope[BatchResult[Out]])  # type: ignore[valid-type]
+    # Writes go through the outbox: their answer, or 202 when still on the way.
+    created = queued_responses(Envelope[Out], 201)  # type: ignore[valid-type]
+    updated = queued_responses(Envelope[Out], 200)  # type: ignore[valid-type]
+    batched = api_responses(Envelope[BatchWriteOut[Out]]) | {  # type: ignore[valid-type]
+        202: Envelope[BatchWriteOut[Out]]  # type: ignore[valid-type]
+    }
     router.get(
         base, response=many, tags=tag, operation_id=f"{plural}_list", summary=f"List {plural}"
     )(list_records)
@@ -246,7 +351,8 @@ def _register(kind: ObjectType) -> None:
         response=batched,
         tags=tag,
         operation_id=f"{plural}_batch",
-        summary=f"Create or update many {plural} (sent in provider-sized chunks)",
+        summary=f"Create or update many {plural} (one write each, sent in provider-sized "
+        "batch calls)",
     )(batch_records)
     router.get(
         f"{base}/{{record_id}}",
@@ -257,21 +363,21 @@ def _register(kind: ObjectType) -> None:
     )(get_record)
     router.patch(
         f"{base}/{{record_id}}",
-        response=one,
+        response=updated,
         tags=tag,
         operation_id=f"{plural}_update",
         summary=f"Update a {kind}",
     )(update_record)
     router.delete(
         f"{base}/{{record_id}}",
-        response=api_responses(Envelope[ArchivedOut]),
+        response=queued_responses(Envelope[ArchivedOut], 200),
         tags=tag,
         operation_id=f"{plural}_archive",
         summary=f"Archive a {kind}",
     )(archive_record)
     router.put(
         f"{base}/{{record_id}}/associations/{{to_plural}}/{{to_id}}",
-        response=api_responses(Envelope[Association]),
+        response=queued_responses(Envelope[Association], 200),
         tags=tag,
         operation_id=f"{plural}_associate",
         summary=f"Associate a {kind} with another record",
