@@ -11,5 +11,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("connect/", include("integrations.urls")),
+    path("webhooks/", include("integrations.webhooks.urls")),
     path("api/v1/", api.urls),
 ]

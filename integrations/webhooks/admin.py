@@ -1,0 +1,131 @@
+"""Webhook events in the admin: what arrived, where it went, and "replay"."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from accounts.audit import Actor
+
+from ..models import WebhookEvent, WebhookStatus
+from .service import webhook_replay
+
+BADGE_COLOURS = {
+    WebhookStatus.RECEIVED: "#0969da",
+    WebhookStatus.PROCESSED: "#1f883d",
+    WebhookStatus.UNROUTED: "#bc4c00",
+    WebhookStatus.IGNORED: "#59636e",
+    WebhookStatus.FAILED: "#cf222e",
+}
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(admin.ModelAdmin[WebhookEvent]):
+    """Events are kept as they arrived: nothing here edits or deletes one."""
+
+    list_display = (
+        "received_at",
+        "provider",
+        "subscription_type",
+        "external_account_id",
+        "object_id",
+        "status_badge",
+        "attempts",
+        "event_id",
+        "processed_at",
+    )
+    list_filter = ("provider", "status", "subscription_type")
+    search_fields = ("=event_id", "=external_account_id", "=object_id")
+    date_hierarchy = "received_at"
+    ordering = ("-received_at", "-id")
+    fields = (
+        "id",
+        "provider",
+        "event_id",
+        "external_account_id",
+        "subscription_type",
+        "object_type",
+        "object_id",
+        "occurred_at",
+        "status_badge",
+        "attempts",
+        "error",
+        "routed_to",
+        "received_at",
+        "processed_at",
+        "payload_pretty",
+    )
+    readonly_fields = fields
+    actions = ("replay",)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[WebhookEvent], search_term: str
+    ) -> tuple[QuerySet[WebhookEvent], bool]:
+        # HubSpot's event id is stored as "<portal>:<eventId>": the bare eventId finds it too.
+        found, duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        if term.isdigit():
+            found = found | queryset.filter(event_id__endswith=f":{term}")
+        return found, duplicates
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # events come from providers
+
+    def has_delete_permission(self, request: HttpRequest, obj: WebhookEvent | None = None) -> bool:
+        return False  # the record of what a provider said
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: WebhookEvent) -> SafeString:
+        colour = BADGE_COLOURS.get(WebhookStatus(obj.status), "#59636e")
+        return format_html(
+            '<span style="color:#fff;background:{};padding:1px 8px;border-radius:9px">{}</span>',
+            colour,
+            obj.get_status_display(),
+        )
+
+    @admin.display(description="routed to")
+    def routed_to(self, obj: WebhookEvent) -> SafeString | str:
+        connections = list(obj.connections.select_related("organization"))
+        if not connections:
+            return "-"
+        return format_html_join(
+            SafeString("<br>"),
+            '<a href="{}">{}</a> ({})',
+            (
+                (
+                    reverse("admin:integrations_connection_change", args=[c.pk]),
+                    c.display_name,
+                    c.organization.name,
+                )
+                for c in connections
+            ),
+        )
+
+    @admin.display(description="payload")
+    def payload_pretty(self, obj: WebhookEvent) -> SafeString:
+        text = json.dumps(obj.payload, indent=2, sort_keys=True, ensure_ascii=False)
+        return format_html('<pre style="white-space:pre-wrap;margin:0">{}</pre>', text)
+
+    @admin.action(
+        description="Replay: route again and re-trigger the fetches", permissions=["change"]
+    )
+    def replay(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:
+        actor = Actor(label=f"user:{request.user}", user_id=request.user.pk)
+        outcome = webhook_replay(event_ids=list(queryset.values_list("pk", flat=True)), actor=actor)
+        parts = [
+            f"{outcome.processed} processed",
+            f"{outcome.unrouted} unrouted",
+            f"{outcome.ignored} ignored",
+            f"{outcome.failed} failed",
+            f"{len(outcome.sync_runs)} targeted syncs queued",
+        ]
+        if outcome.skipped:
+            parts.append(f"{outcome.skipped} skipped (being processed right now)")
+        level = messages.WARNING if outcome.failed or outcome.unrouted else messages.SUCCESS
+        self.message_user(request, "Replayed: " + ", ".join(parts) + ".", level)
