@@ -21,6 +21,9 @@ from core.errors import AppError, ErrorCode, code_for_status
 from core.renderers import OrjsonRenderer
 from core.throttling import AnonThrottle, CallerThrottle
 from integrations.api import router as integrations_router
+from integrations.outbox.api import router as writes_router
+from integrations.sync.api import router as sync_router
+from integrations.webhooks.api import router as webhooks_router
 
 logger = logging.getLogger("switchboard.api")
 
@@ -45,6 +48,9 @@ api = NinjaAPI(
 api.add_router("/", core_router)
 api.add_router("/", accounts_router)
 api.add_router("/", integrations_router)
+api.add_router("/", writes_router)
+api.add_router("/", sync_router)
+api.add_router("/", webhooks_router)
 
 
 @api.exception_handler(AppError)

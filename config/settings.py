@@ -163,7 +163,29 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": WORKER_HEARTBEAT_SECONDS,
         "options": {"expires": WORKER_HEARTBEAT_SECONDS},
     },
+    "sync-schedule": {
+        "task": "integrations.sync.schedule",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
+    },
+    "sync-watchdog": {
+        "task": "integrations.sync.watchdog",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
+    },
 }
+
+# The sync engine (integrations/sync): how often each connection syncs unless it says
+# otherwise, how long one task works on a run before handing it back to the queue, when a
+# silent run counts as abandoned (its worker died) and the watchdog sends it again, and how far
+# each incremental read reaches back before the previous one's end (provider indexing lag).
+SYNC_DEFAULT_FREQUENCY_SECONDS = env_int("SYNC_DEFAULT_FREQUENCY_SECONDS", 15 * 60)
+SYNC_SLICE_SECONDS = float(env_int("SYNC_SLICE_SECONDS", 20))
+SYNC_LEASE_SECONDS = float(env_int("SYNC_LEASE_SECONDS", 180))
+SYNC_OVERLAP_SECONDS = env_int("SYNC_OVERLAP_SECONDS", 120)
+SYNC_PAGE_ATTEMPTS = env_int("SYNC_PAGE_ATTEMPTS", 6)
+SYNC_RETRY_BASE_SECONDS = 0.5
+SYNC_RETRY_MAX_SECONDS = 20.0
 
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
@@ -241,8 +263,23 @@ SWITCHBOARD_SANDBOX_CA_FILE = env_str(
     "SWITCHBOARD_SANDBOX_CA_FILE", str(VAR_DIR / "sandbox" / "ca.pem")
 )
 _SF_LOGIN = f"{SWITCHBOARD_SANDBOX_URL}/salesforce" if SWITCHBOARD_SANDBOX_URL else ""
+_HUBSPOT_WRITE_ID = env_str(
+    "HUBSPOT_WRITE_ID_PROPERTY", "switchboard_write_id" if SWITCHBOARD_SANDBOX_URL else ""
+)
 PROVIDERS: dict[str, dict[str, str]] = {
-    "hubspot": _provider("hubspot", "https://app.hubspot.com", "https://api.hubapi.com"),
+    "hubspot": _provider(
+        "hubspot",
+        "https://app.hubspot.com",
+        "https://api.hubapi.com",
+        # The custom property every create is stamped with (the outbox's write id), so an
+        # uncertain create can be found again; the sandbox defines it, a real portal must.
+        # Reads ask for it too (HubSpot returns only the properties a read names), so a search
+        # for a batch of write ids says which record is whose.
+        write_id_property=_HUBSPOT_WRITE_ID,
+        **dict.fromkeys(
+            ("contact_properties", "company_properties", "deal_properties"), _HUBSPOT_WRITE_ID
+        ),
+    ),
     # app_url is the production login host; the API host is each org's own instance_url.
     "salesforce": _provider(
         "salesforce",
@@ -258,11 +295,80 @@ PROVIDERS: dict[str, dict[str, str]] = {
         ),
         api_version=env_str("SALESFORCE_API_VERSION", "62.0"),
         ca_file=SWITCHBOARD_SANDBOX_CA_FILE if SWITCHBOARD_SANDBOX_URL else "",
+        # An External ID field on Contact, Account and Opportunity (see hubspot's above).
+        write_id_property=env_str(
+            "SALESFORCE_WRITE_ID_PROPERTY",
+            "Switchboard_Write_Id__c" if SWITCHBOARD_SANDBOX_URL else "",
+        ),
     ),
 }
 if SWITCHBOARD_SANDBOX_URL:
     PROVIDERS["salesforce"]["app_url"] = env_str("SALESFORCE_APP_URL", f"{_SF_LOGIN}/login")
 PROVIDER_TIMEOUT_SECONDS = float(env_int("PROVIDER_TIMEOUT_SECONDS", 20))
+
+# The write outbox (integrations/outbox): every CRM write is a CrmWrite row before it is sent.
+# An API write waits OUTBOX_INLINE_SECONDS for the provider, then answers 202 and the write
+# goes on in the background. Retryable failures wait a full-jitter exponential backoff
+# (base * 2^attempt, capped) or the provider's Retry-After, whichever is longer; after
+# OUTBOX_MAX_ATTEMPTS the write is dead-lettered. A claimed write holds a lease of
+# OUTBOX_LEASE_SECONDS (longer than any one send: a few provider calls at
+# PROVIDER_TIMEOUT_SECONDS each); the sweep (beat, every OUTBOX_SWEEP_SECONDS) sends due writes
+# and treats an expired lease as an uncertain attempt (its worker died).
+OUTBOX_INLINE_SECONDS = float(env_str("OUTBOX_INLINE_SECONDS", "10"))
+OUTBOX_INLINE_BATCH_MAX = env_int("OUTBOX_INLINE_BATCH_MAX", 1000)
+OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 8)
+OUTBOX_BACKOFF_BASE_SECONDS = float(env_str("OUTBOX_BACKOFF_BASE_SECONDS", "2"))
+OUTBOX_BACKOFF_MAX_SECONDS = float(env_str("OUTBOX_BACKOFF_MAX_SECONDS", "900"))
+OUTBOX_LEASE_SECONDS = float(env_str("OUTBOX_LEASE_SECONDS", "180"))
+OUTBOX_SWEEP_SECONDS = float(env_str("OUTBOX_SWEEP_SECONDS", "15"))
+OUTBOX_SWEEP_LIMIT = env_int("OUTBOX_SWEEP_LIMIT", 2000)
+OUTBOX_QUEUE = env_str("OUTBOX_QUEUE", "writes")
+# How far before a write's creation a record found while reconciling may have been created
+# (clock skew between us and the provider) and still count as this write's.
+OUTBOX_RECONCILE_SKEW_SECONDS = float(env_str("OUTBOX_RECONCILE_SKEW_SECONDS", "300"))
+CELERY_BEAT_SCHEDULE["outbox-sweep"] = {
+    "task": "integrations.outbox.sweep",
+    "schedule": OUTBOX_SWEEP_SECONDS,
+    "options": {"expires": OUTBOX_SWEEP_SECONDS, "queue": OUTBOX_QUEUE},
+}
+
+
+# Shared rate-limit budgets (integrations/ratelimit): one per provider account, in Redis when
+# REDIS_URL is set, else in the database (RATE_LIMIT_STORAGE: auto, redis or database). A call
+# waits for budget up to RATE_LIMIT_MAX_WAIT_SECONDS, else fails with rate_limited and a
+# retry_after. Each window keeps RATE_LIMIT_HEADROOM of its calls unspent (at least one) and
+# lets a call start only when RATE_LIMIT_MARGIN_SECONDS past the window has room, because the
+# provider counts calls when they arrive and we count them when we send them. Sleeps get up to
+# RATE_LIMIT_JITTER_SECONDS of jitter. A refusal without Retry-After blocks the account for
+# RATE_LIMIT_BLOCK_SECONDS; a spent rolling daily allocation (Salesforce) is tried again after
+# RATE_LIMIT_DAILY_RECHECK_SECONDS. RATE_LIMIT_OVERRIDES sets or caps limits per provider
+# window, e.g. "hubspot.ten_secondly_rolling=190,hubspot.daily=500000".
+def _rate_limit_overrides(raw: str) -> dict[str, dict[str, int]]:
+    found: dict[str, dict[str, int]] = {}
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        name, sep, value = item.partition("=")
+        provider, dot, window = name.strip().partition(".")
+        if not (sep and dot and provider and window and value.strip().isdigit()):
+            raise ValueError(f"RATE_LIMIT_OVERRIDES: expected provider.window=limit, got {item!r}")
+        found.setdefault(provider, {})[window] = int(value)
+    return found
+
+
+RATE_LIMIT_STORAGE = env_str("RATE_LIMIT_STORAGE", "auto")
+RATE_LIMIT_KEY_PREFIX = env_str("RATE_LIMIT_KEY_PREFIX", "switchboard:ratelimit")
+RATE_LIMIT_MAX_WAIT_SECONDS = float(env_str("RATE_LIMIT_MAX_WAIT_SECONDS", "30"))
+# Calls go out evenly: beside each long window, one of this many seconds allowing its steady rate
+# (0 turns pacing off and lets a whole window's worth go at once).
+RATE_LIMIT_PACE_SECONDS = float(env_str("RATE_LIMIT_PACE_SECONDS", "1"))
+RATE_LIMIT_HEADROOM = float(env_str("RATE_LIMIT_HEADROOM", "0.02"))
+RATE_LIMIT_MARGIN_SECONDS = float(env_str("RATE_LIMIT_MARGIN_SECONDS", "0.25"))
+RATE_LIMIT_JITTER_SECONDS = float(env_str("RATE_LIMIT_JITTER_SECONDS", "0.1"))
+RATE_LIMIT_BLOCK_SECONDS = float(env_str("RATE_LIMIT_BLOCK_SECONDS", "10"))
+RATE_LIMIT_DAILY_RECHECK_SECONDS = float(env_str("RATE_LIMIT_DAILY_RECHECK_SECONDS", "900"))
+RATE_LIMIT_OVERRIDES = _rate_limit_overrides(env_str("RATE_LIMIT_OVERRIDES"))
+
 TOKEN_REFRESH_LEEWAY_SECONDS = 300
 OAUTH_ATTEMPT_TTL_SECONDS = 600
 
@@ -272,6 +378,19 @@ API_THROTTLE_AUTH_RATE = env_str("API_THROTTLE_AUTH_RATE", "6000/m")
 API_THROTTLE_ANON_RATE = env_str("API_THROTTLE_ANON_RATE", "600/m")
 CONNECT_SESSION_MAX_TTL_SECONDS = 30 * 60
 HEALTH_CHECK_TIMEOUT_SECONDS = 3.0
+
+# Incoming provider webhooks (integrations/webhooks, POST /webhooks/<provider>): the largest
+# body accepted (HubSpot batches up to 100 events; larger answers 413 and the next incremental
+# sync catches the changes), how old a signed request may be (HubSpot's rule: five minutes),
+# and after how long a stored event still waiting is sent to the worker again (a lost task).
+WEBHOOK_MAX_BODY_BYTES = env_int("WEBHOOK_MAX_BODY_BYTES", 1024 * 1024)
+WEBHOOK_SIGNATURE_MAX_AGE_SECONDS = 300
+WEBHOOK_REDISPATCH_AFTER_SECONDS = env_int("WEBHOOK_REDISPATCH_AFTER_SECONDS", 120)
+CELERY_BEAT_SCHEDULE["webhooks-redispatch"] = {
+    "task": "integrations.webhooks.redispatch",
+    "schedule": 60.0,
+    "options": {"expires": 60.0, "queue": "sync"},
+}
 
 # Logging: JSON lines in production, readable lines in development; every line carries the
 # request id, organisation and user from core.context (core.logging's record factory).

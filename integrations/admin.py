@@ -1,18 +1,25 @@
 from __future__ import annotations
 
+import logging
+
 from asgiref.sync import async_to_sync
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from accounts.audit import Actor
 from core.errors import AppError
 
 from .models import Connection, ConnectionStatus, OAuthAttempt, ProviderCallLog
+from .outbox import admin as _outbox_admin  # noqa: F401 - registers the outbox's admin
+from .ratelimit import budget_snapshot
 from .services.connections import connection_disconnect, connection_test
 from .services.tokens import connection_refresh_token
+from .sync.admin import SyncRunInline, full_resync, sync_now
+
+logger = logging.getLogger(__name__)
 
 BADGE_COLOURS = {
     ConnectionStatus.ACTIVE: "#1f883d",
@@ -60,6 +67,7 @@ class ConnectionAdmin(admin.ModelAdmin[Connection]):
         "status_badge",
         "token_expires_at",
         "api_budget",
+        "budget_waited",
         "last_used_at",
         "last_error_code",
         "created_at",
@@ -82,6 +90,8 @@ class ConnectionAdmin(admin.ModelAdmin[Connection]):
         "instance_url",
         "api_budget",
         "api_budget_at",
+        "rate_limit_budget",
+        "budget_waited",
         "last_used_at",
         "last_error_code",
         "last_error",
@@ -91,8 +101,8 @@ class ConnectionAdmin(admin.ModelAdmin[Connection]):
         "updated_at",
     )
     readonly_fields = fields
-    inlines = (ProviderCallInline,)
-    actions = ("test_connection", "refresh_token_now", "disconnect")
+    inlines = (SyncRunInline, ProviderCallInline)
+    actions = ("test_connection", "refresh_token_now", sync_now, full_resync, "disconnect")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # connections come from the connect wizard
@@ -112,6 +122,46 @@ class ConnectionAdmin(admin.ModelAdmin[Connection]):
             return str(obj.api_budget_used)
         share = obj.api_budget_used / obj.api_budget_limit
         return f"{obj.api_budget_used} / {obj.api_budget_limit} ({share:.0%})"
+
+    @admin.display(description="rate-limit budget left")
+    def rate_limit_budget(self, obj: Connection) -> SafeString:
+        """Each window of the account's shared budget, as every process sees it now."""
+        try:
+            snapshot = async_to_sync(budget_snapshot)(obj.provider, obj.external_account_id)
+        except Exception:  # the page must render even when the budget storage is down
+            logger.warning("rate-limit budget unavailable", exc_info=True)
+            return format_html("{}", "unavailable")
+        lines: list[tuple[str, tuple[object, ...]]] = []
+        if snapshot.blocked_until is not None:
+            lines.append(
+                (
+                    "blocked until {} (the provider refused a call)",
+                    (snapshot.blocked_until.isoformat(timespec="seconds"),),
+                )
+            )
+        for w in snapshot.windows:
+            frees = f", next call frees in {w.resets_in:g} s" if w.resets_in else ""
+            lines.append(
+                (
+                    "{}: {} of {} left (limit {} per {} s, from the {}){}",
+                    (w.name, w.remaining, w.usable, w.limit, f"{w.seconds:g}", w.source, frees),
+                )
+            )
+        if snapshot.provider_limit is not None:
+            lines.append(
+                (
+                    "provider's count: {} of {}",
+                    (snapshot.provider_used, snapshot.provider_limit),
+                )
+            )
+        if not lines:
+            return format_html("{}", "no limits known")
+        return format_html_join("\n", "<div>{}</div>", ((format_html(f, *a),) for f, a in lines))
+
+    @admin.display(description="waited for budget", ordering="budget_waited_ms")
+    def budget_waited(self, obj: Connection) -> str:
+        seconds = obj.budget_waited_ms / 1000
+        return f"{seconds:.1f} s" if seconds >= 0.1 else "-"
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: Connection) -> SafeString:
@@ -196,3 +246,7 @@ class OAuthAttemptAdmin(admin.ModelAdmin[OAuthAttempt]):
 
     def has_change_permission(self, request: HttpRequest, obj: OAuthAttempt | None = None) -> bool:
         return False
+
+
+# The other parts register their own admin pages.
+from .webhooks import admin as _webhooks_admin  # noqa: E402, F401
