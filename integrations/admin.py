@@ -10,6 +10,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from accounts.audit import Actor
+from core.admin_badges import badge
 from core.errors import AppError
 
 from .models import Connection, ConnectionStatus, OAuthAttempt, ProviderCallLog
@@ -165,12 +166,7 @@ class ConnectionAdmin(admin.ModelAdmin[Connection]):
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: Connection) -> SafeString:
-        colour = BADGE_COLOURS.get(ConnectionStatus(obj.status), "#59636e")
-        return format_html(
-            '<span style="color:#fff;background:{};padding:1px 8px;border-radius:9px">{}</span>',
-            colour,
-            obj.get_status_display(),
-        )
+        return badge(obj.status, obj.get_status_display(), BADGE_COLOURS)
 
     @admin.action(description="Test selected connections with their provider")
     def test_connection(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:

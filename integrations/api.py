@@ -48,6 +48,12 @@ PLURALS: dict[ObjectType, str] = {"contact": "contacts", "company": "companies",
 BY_PLURAL: dict[str, ObjectType] = {plural: kind for kind, plural in PLURALS.items()}
 
 
+async def own_connection(request: HttpRequest, connection_id: str) -> Connection:
+    """The caller's organisation's connection; another organisation's is a 404."""
+    p = principal_of(request)
+    return await connection_for(organization_id=p.organization_id, connection_id=connection_id)
+
+
 @router.get("/connections", response=api_responses(Envelope[list[ConnectionOut]]))
 async def connections_list(
     request: HttpRequest, page: Query[PageParams]
@@ -59,10 +65,7 @@ async def connections_list(
 
 @router.get("/connections/{connection_id}", response=api_responses(Envelope[ConnectionOut]))
 async def connections_get(request: HttpRequest, connection_id: str) -> Envelope[ConnectionOut]:
-    p = principal_of(request)
-    connection = await connection_for(
-        organization_id=p.organization_id, connection_id=connection_id
-    )
+    connection = await own_connection(request, connection_id)
     return ok(ConnectionOut.of(connection))
 
 
@@ -75,9 +78,7 @@ async def connections_delete(
     request: HttpRequest, connection_id: str
 ) -> Envelope[ConnectionDeletedOut]:
     p = principal_of(request)
-    connection = await connection_for(
-        organization_id=p.organization_id, connection_id=connection_id
-    )
+    connection = await own_connection(request, connection_id)
     p.require_manager()
     deleted_id = connection.pk  # delete() clears the instance's pk
     revoked = await connection_disconnect(connection=connection, actor=p.actor)
@@ -90,10 +91,7 @@ async def connections_delete(
     summary="Check the connection's tokens with the provider",
 )
 async def connections_test(request: HttpRequest, connection_id: str) -> Envelope[ConnectionTestOut]:
-    p = principal_of(request)
-    connection = await connection_for(
-        organization_id=p.organization_id, connection_id=connection_id
-    )
+    connection = await own_connection(request, connection_id)
     found = (await connection_test(connection=connection)).unwrap()
     return ok(ConnectionTestOut(ok=True, account=found["account"], scopes=found["scopes"]))
 
@@ -106,28 +104,20 @@ async def connections_test(request: HttpRequest, connection_id: str) -> Envelope
 async def connections_budget(
     request: HttpRequest, connection_id: str
 ) -> Envelope[ConnectionBudgetOut]:
-    p = principal_of(request)
-    connection = await connection_for(
-        organization_id=p.organization_id, connection_id=connection_id
-    )
+    connection = await own_connection(request, connection_id)
     snapshot = await budget_snapshot(connection.provider, connection.external_account_id)
     return ok(ConnectionBudgetOut.of(connection, snapshot))
 
 
 async def _client(request: HttpRequest, connection_id: str) -> tuple[Connection, CrmClient]:
-    p = principal_of(request)
-    connection = await connection_for(
-        organization_id=p.organization_id, connection_id=connection_id
-    )
+    connection = await own_connection(request, connection_id)
     return connection, crm_client_for(connection)
 
 
 async def _writer(request: HttpRequest, connection_id: str) -> tuple[Connection, Actor]:
     """The caller's connection (404 for another organisation's) and who is writing."""
     p = principal_of(request)
-    connection = await connection_for(
-        organization_id=p.organization_id, connection_id=connection_id
-    )
+    connection = await own_connection(request, connection_id)
     return connection, p.actor
 
 

@@ -61,6 +61,13 @@ class Api:
         return self.client.generic(method, path, headers=self._headers(None))
 
 
+@pytest.fixture(autouse=True)
+def _unpaced_budgets(settings: Any) -> None:
+    """Calls in tests go out as fast as the budget's windows allow: pacing would only stretch
+    every test's run (test_ratelimit.py turns it on where it is the subject)."""
+    settings.RATE_LIMIT_PACE_SECONDS = 0
+
+
 @pytest.fixture
 def org(db: None) -> Organization:
     return make_organization()

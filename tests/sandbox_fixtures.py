@@ -23,7 +23,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+import redis
 import requests
+from django.conf import settings
 from simple_salesforce.api import Salesforce
 
 from tests.processes import free_port, spawn, stop, tail
@@ -385,6 +387,19 @@ def _wait_until_up(server: SandboxServer, proc: Any, log: Path) -> None:
         time.sleep(0.1)
 
 
+def clear_budgets() -> None:
+    """Forget every rate-limit budget kept in Redis (the database's roll back with the test)."""
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        return
+    client = redis.Redis.from_url(url)
+    try:
+        for key in client.scan_iter(match=f"{settings.RATE_LIMIT_KEY_PREFIX}*", count=500):
+            client.delete(key)
+    finally:
+        client.close()
+
+
 @pytest.fixture(scope="session")
 def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxServer]:
     """``manage.py sandbox`` on two free loopback ports for the whole run (HTTP, and TLS for
@@ -419,9 +434,12 @@ def sandbox_process(sandbox_server: SandboxServer) -> str:
 
 @pytest.fixture
 def sandbox(sandbox_server: SandboxServer) -> Iterator[Sandbox]:
-    """The sandbox, reset (no records, tokens or faults; default limits) for this test."""
+    """The sandbox, reset (no records, tokens or faults; default limits) for this test, and
+    our rate-limit budgets of its accounts emptied with it (they live in Redis, beyond the
+    test's transaction)."""
     box = Sandbox(sandbox_server.url, sandbox_server.tls_url, sandbox_server.ca_file)
     box.reset()
+    clear_budgets()
     try:
         yield box
     finally:

@@ -17,6 +17,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from accounts.audit import Actor
+from core.admin_badges import badge
 from core.errors import AppError
 
 from ..models import CrmWrite, WriteStatus
@@ -123,12 +124,7 @@ class CrmWriteAdmin(admin.ModelAdmin[CrmWrite]):
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: CrmWrite) -> SafeString:
-        colour = STATUS_COLOURS.get(WriteStatus(obj.status), "#59636e")
-        return format_html(
-            '<span style="color:#fff;background:{};padding:1px 8px;border-radius:9px">{}</span>',
-            colour,
-            obj.get_status_display(),
-        )
+        return badge(obj.status, obj.get_status_display(), STATUS_COLOURS)
 
     @admin.display(description="payload")
     def payload_shown(self, obj: CrmWrite) -> SafeString:

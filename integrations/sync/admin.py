@@ -7,9 +7,9 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from core.admin_badges import badge
 from core.errors import AppError
 
 from ..models import ACTIVE_SYNC_STATUSES, Connection, CrmRecord, SyncKind, SyncRun, SyncStatus
@@ -101,11 +101,7 @@ class SyncRunAdmin(admin.ModelAdmin[SyncRun]):
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: SyncRun) -> SafeString:
-        return format_html(
-            '<span style="color:#fff;background:{};padding:1px 8px;border-radius:9px">{}</span>',
-            STATUS_COLOURS.get(SyncStatus(obj.status), "#59636e"),
-            obj.get_status_display(),
-        )
+        return badge(obj.status, obj.get_status_display(), STATUS_COLOURS)
 
     @admin.display(description="duration")
     def duration(self, obj: SyncRun) -> str:

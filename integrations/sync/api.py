@@ -23,9 +23,9 @@ from core.envelope import Envelope, PaginationMeta, api_responses, ok
 from core.errors import NotFound, ValidationFailed
 from core.pagination import PageParams, paginate
 
+from ..api import own_connection
 from ..models import CrmRecord, SyncKind, SyncRun, SyncStatus
 from ..providers.unified import ObjectType
-from ..selectors import connection_for
 from .service import object_types_of, sync_cancel, sync_request
 
 router = Router(tags=["syncs"])
@@ -131,9 +131,7 @@ async def syncs_start(
     request: HttpRequest, connection_id: str, body: SyncIn
 ) -> Status[Envelope[list[SyncRunOut]]]:
     p = principal_of(request)
-    connection = await connection_for(
-        organization_id=p.organization_id, connection_id=connection_id
-    )
+    connection = await own_connection(request, connection_id)
     kinds = [body.object] if body.object else list(object_types_of(connection))
     runs = []
     for object_type in kinds:
@@ -156,10 +154,7 @@ async def syncs_start(
 async def syncs_list(
     request: HttpRequest, connection_id: str, params: Query[SyncListParams]
 ) -> Envelope[list[SyncRunOut]]:
-    p = principal_of(request)
-    connection = await connection_for(
-        organization_id=p.organization_id, connection_id=connection_id
-    )
+    connection = await own_connection(request, connection_id)
     runs = SyncRun.objects.filter(connection=connection)
     if params.object:
         runs = runs.filter(object_type=params.object)
@@ -170,10 +165,7 @@ async def syncs_list(
 
 
 async def _run(request: HttpRequest, connection_id: str, run_id: str) -> SyncRun:
-    p = principal_of(request)
-    connection = await connection_for(
-        organization_id=p.organization_id, connection_id=connection_id
-    )
+    connection = await own_connection(request, connection_id)
     try:
         run_uuid = uuid.UUID(run_id)
     except ValueError:
@@ -213,10 +205,7 @@ async def syncs_cancel(
 async def records_list(
     request: HttpRequest, connection_id: str, params: Query[RecordParams]
 ) -> Envelope[list[MirrorRecordOut]]:
-    p = principal_of(request)
-    connection = await connection_for(
-        organization_id=p.organization_id, connection_id=connection_id
-    )
+    connection = await own_connection(request, connection_id)
     rows = CrmRecord.objects.filter(connection=connection, object_type=params.object)
     if not params.include_deleted:
         rows = rows.filter(deleted_at__isnull=True)

@@ -12,6 +12,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from accounts.audit import Actor
+from core.admin_badges import badge
 
 from ..models import WebhookEvent, WebhookStatus
 from .service import webhook_replay
@@ -82,12 +83,7 @@ class WebhookEventAdmin(admin.ModelAdmin[WebhookEvent]):
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: WebhookEvent) -> SafeString:
-        colour = BADGE_COLOURS.get(WebhookStatus(obj.status), "#59636e")
-        return format_html(
-            '<span style="color:#fff;background:{};padding:1px 8px;border-radius:9px">{}</span>',
-            colour,
-            obj.get_status_display(),
-        )
+        return badge(obj.status, obj.get_status_display(), BADGE_COLOURS)
 
     @admin.display(description="routed to")
     def routed_to(self, obj: WebhookEvent) -> SafeString | str:

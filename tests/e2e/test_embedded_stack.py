@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.processes import free_port, spawn, tail
+from tests.processes import ROOT, free_port, spawn, tail
 
 # honcho starts web, worker and beat each in a session of its own: outside make's group.
 STARTED = re.compile(r"\| (\w+) started \(pid=(\d+)\)")
@@ -140,7 +140,10 @@ def test_make_run_serves_works_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             assert response.json()["data"]["organization"]["slug"] == "demo", response.text
 
         groups = stack.groups()
-        assert len(groups) == 5, f"expected web, worker, beat and sandbox to start{stack.tail()}"
+        procfile = (ROOT / "Procfile").read_text().splitlines()
+        expected = 1 + sum(1 for line in procfile if ":" in line and not line.startswith("#"))
+        assert expected == 6, "make, then web, worker, syncer, beat and sandbox"
+        assert len(groups) == expected, f"expected every Procfile process to start{stack.tail()}"
         os.killpg(stack.pgid, signal.SIGINT)  # Ctrl-C in the terminal
         deadline = time.monotonic() + 30
         while stack.alive() and time.monotonic() < deadline:
