@@ -141,6 +141,11 @@ class Sender:
                 )
             )
             return
+        if error.details.get("sent") is False and not uncertain:
+            # Our own rate-limit budget held the call back: nothing reached the provider, so
+            # the attempt is given back and the write waits for budget, however long.
+            self.retry.append((write, error, base | {"attempts": write.attempts - 1}))
+            return
         if write.attempts >= write.max_attempts:
             note = f"{error.message} (gave up after {write.attempts} attempts)"
             if uncertain and self.operation == WriteOperation.CREATE:

@@ -325,6 +325,23 @@ def test_a_429_waits_at_least_retry_after(
     assert calls(sandbox, CREATE) == 2
 
 
+def test_a_write_our_budget_held_back_keeps_its_attempt(
+    sandbox: Any, connection: Connection, api: Api, published: list[dict[str, Any]], settings: Any
+) -> None:
+    # One call per ten seconds, and no waiting for more: the second write never leaves.
+    settings.RATE_LIMIT_OVERRIDES = {"hubspot": {"ten_secondly_rolling": 1}}
+    settings.RATE_LIMIT_MAX_WAIT_SECONDS = 0
+    assert_envelope_ok(api.post(url(connection, "/contacts"), {"email": "a@x.test"}), 201)
+    assert_envelope_ok(api.post(url(connection, "/contacts"), {"email": "b@x.test"}), 202)
+    assert calls(sandbox, CREATE) == 1
+    held = CrmWrite.objects.get(payload__email="b@x.test")
+    assert held.status == WriteStatus.PENDING
+    assert held.last_error_code == "rate_limited"
+    assert held.attempts == 0  # not sent, so not an attempt
+    assert held.next_attempt_at is not None
+    assert not held.uncertain
+
+
 def test_backoff_is_full_jitter_and_never_below_retry_after(settings: Any) -> None:
     settings.OUTBOX_BACKOFF_BASE_SECONDS = 2.0
     settings.OUTBOX_BACKOFF_MAX_SECONDS = 60.0
