@@ -161,7 +161,13 @@ def test_processes_and_threads_never_exceed_a_window(
     every = [s for s, _ in stamps]
     searches = [s for s, kind in stamps if kind == "search"]
     assert len(searches) == PROCESSES * THREADS * PER_THREAD // 8
-    assert most_in_any_window(every, 1.0) == 19  # reached, never passed
+    # Reached: 19 calls within one window. Never passed: the budget spaces the 1st and the 20th
+    # call at least a window plus its 0.25 s margin apart, but the stamps are taken after
+    # acquire returns, late by however long a loaded machine takes to get back to the thread;
+    # so count in a window shortened by that noise (0.25 s) rather than claim a precision the
+    # measurement does not have.
+    assert most_in_any_window(every, 1.0) >= 19
+    assert most_in_any_window(every, 0.75) <= 19
     assert most_in_any_window(searches, 2.0) <= 5
     # Waits were as long as the windows needed: 72 calls at 19 per window take 3 refills.
     assert max(every) - min(every) >= 3 * 1.0
