@@ -392,6 +392,45 @@ CELERY_BEAT_SCHEDULE["webhooks-redispatch"] = {
     "options": {"expires": 60.0, "queue": "sync"},
 }
 
+# Agent workflows (workflows/): the chat model (LangChain's "provider:model", e.g.
+# "openai:gpt-4o-mini", with that provider's package installed and its key in the environment;
+# empty: every workflow takes its deterministic path), where checkpoints live (empty: beside the
+# database: PostgreSQL itself, or a SQLite file in VAR_DIR), when a silent running run counts as
+# abandoned (its worker died) and the watchdog sends it again, and the website enrichment limits.
+LLM_MODEL = env_str("LLM_MODEL", "")
+LLM_TEMPERATURE = float(env_str("LLM_TEMPERATURE", "0"))
+LLM_MAX_TOOL_ROUNDS = env_int("LLM_MAX_TOOL_ROUNDS", 8)
+WORKFLOW_CHECKPOINT_SQLITE = env_str(
+    "WORKFLOW_CHECKPOINT_SQLITE", str(VAR_DIR / "checkpoints.sqlite3")
+)
+WORKFLOW_QUEUE = env_str("WORKFLOW_QUEUE", "workflows")
+WORKFLOW_LEASE_SECONDS = float(env_str("WORKFLOW_LEASE_SECONDS", "120"))
+WORKFLOW_NODE_ATTEMPTS = env_int("WORKFLOW_NODE_ATTEMPTS", 3)
+WORKFLOW_WRITE_WAIT_SECONDS = float(env_str("WORKFLOW_WRITE_WAIT_SECONDS", "60"))
+WORKFLOW_TRIGGER_MAX_RUNS = env_int("WORKFLOW_TRIGGER_MAX_RUNS", 50)
+ENRICH_TIMEOUT_SECONDS = float(env_str("ENRICH_TIMEOUT_SECONDS", "5"))
+ENRICH_MAX_BYTES = env_int("ENRICH_MAX_BYTES", 512 * 1024)
+# Where a company's home page is fetched from; the sandbox serves made-up ones for any domain.
+ENRICH_URL_TEMPLATE = env_str(
+    "ENRICH_URL_TEMPLATE",
+    f"{SWITCHBOARD_SANDBOX_URL}/sites/{{domain}}/"
+    if SWITCHBOARD_SANDBOX_URL
+    else "https://{domain}/",
+)
+# Private and loopback addresses are refused unless this is true (the sandbox serves the
+# demo companies' websites on loopback).
+ENRICH_ALLOW_PRIVATE = env_bool("ENRICH_ALLOW_PRIVATE", bool(SWITCHBOARD_SANDBOX_URL))
+CELERY_BEAT_SCHEDULE["workflows-schedule"] = {
+    "task": "workflows.schedule",
+    "schedule": 30.0,
+    "options": {"expires": 30.0},
+}
+CELERY_BEAT_SCHEDULE["workflows-watchdog"] = {
+    "task": "workflows.watchdog",
+    "schedule": 30.0,
+    "options": {"expires": 30.0},
+}
+
 # Logging: JSON lines in production, readable lines in development; every line carries the
 # request id, organisation and user from core.context (core.logging's record factory).
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")

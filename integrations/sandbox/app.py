@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import control
+from . import control, sites
 from .hubspot import control as hubspot_control
 from .hubspot.routes import api_routes, app_routes
 from .hubspot.state import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, HubSpotConfig, HubSpotState
@@ -66,6 +66,7 @@ def build_app(settings: SandboxSettings | None = None) -> Starlette:
             Mount("/salesforce/login", routes=login_routes()),
             Mount("/salesforce/test", routes=login_routes()),
             Mount("/salesforce/mydomain/{domain}", routes=login_routes()),
+            Mount("/sites", routes=sites.routes()),
         ]
     )
     hubspot = HubSpotState(
