@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final
 
@@ -28,8 +28,11 @@ import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
-from langchain_core.callbacks import UsageMetadataCallbackHandler
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import AIMessage
+from langchain_core.outputs import ChatGeneration, LLMResult
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphRecursionError
 from langgraph.types import Command, StateSnapshot
@@ -57,10 +60,25 @@ SUMMARY_MAX: Final = 4000  # characters of a step's input/output kept on its row
 RECURSION_LIMIT: Final = 60
 
 
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    run: WorkflowRun
-    owner: str
+class TokenCounter(BaseCallbackHandler):
+    """Adds up the token usage every chat model reply reports (LangChain's own handler skips
+    replies that do not name their model)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self.tokens_in = 0
+        self.tokens_out = 0
+
+    def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
+        for generations in response.generations:
+            for generation in generations:
+                message = generation.message if isinstance(generation, ChatGeneration) else None
+                usage = message.usage_metadata if isinstance(message, AIMessage) else None
+                if usage:
+                    with self._lock:
+                        self.tokens_in += usage.get("input_tokens", 0)
+                        self.tokens_out += usage.get("output_tokens", 0)
 
 
 def _claim(run_id: uuid.UUID, owner: str) -> WorkflowRun | None:
@@ -233,13 +251,11 @@ async def run_execute(
         await sync_to_async(_finish)(run, owner, RunStatus.CANCELLED)
         return RunStatus.CANCELLED
     heartbeat = asyncio.create_task(_heartbeat(run.pk, owner))
-    usage = UsageMetadataCallbackHandler()
+    usage = TokenCounter()
     recorder = StepRecorder(run.pk)
     try:
         return await _execute(run, owner, recorder, usage, on_event)
-    except asyncio.CancelledError:
-        raise
-    except BaseException as exc:
+    except Exception as exc:
         if not isinstance(exc, AppError | GraphRecursionError):
             logger.exception("workflow run %s failed", run.pk)
         await recorder.close(StepStatus.FAILED, exc)
@@ -256,7 +272,7 @@ async def _execute(
     run: WorkflowRun,
     owner: str,
     recorder: StepRecorder,
-    usage: UsageMetadataCallbackHandler,
+    usage: TokenCounter,
     on_event: Callable[[dict[str, Any]], Awaitable[None]] | None,
 ) -> str:
     spec = graph_spec(run.graph)
@@ -367,14 +383,11 @@ def _finish(
     )
 
 
-def _add_usage(run_id: uuid.UUID, usage: UsageMetadataCallbackHandler) -> None:
-    tokens_in = sum(u.get("input_tokens", 0) for u in usage.usage_metadata.values())
-    tokens_out = sum(u.get("output_tokens", 0) for u in usage.usage_metadata.values())
-    if tokens_in or tokens_out:
-        from django.db.models import F
-
+def _add_usage(run_id: uuid.UUID, usage: TokenCounter) -> None:
+    if usage.tokens_in or usage.tokens_out:
         WorkflowRun.objects.filter(pk=run_id).update(
-            tokens_in=F("tokens_in") + tokens_in, tokens_out=F("tokens_out") + tokens_out
+            tokens_in=F("tokens_in") + usage.tokens_in,
+            tokens_out=F("tokens_out") + usage.tokens_out,
         )
 
 

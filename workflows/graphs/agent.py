@@ -93,7 +93,10 @@ async def run_agent(
                 except ValidationError as exc:
                     text = f"error[validation_failed]: {_errors(exc)}"
             elif name in by_name:
-                text = str(await by_name[name].ainvoke(args))
+                try:
+                    text = str(await by_name[name].ainvoke(args))
+                except ValidationError as exc:  # bad arguments: the model reads why
+                    text = f"error[validation_failed]: {_errors(exc)}"
             else:
                 text = f"error[not_found]: no tool named {name!r}"
             history.append(ToolMessage(content=text, tool_call_id=call_id, name=name))

@@ -178,13 +178,14 @@ async def finish(state: ProposalState) -> dict[str, Any]:
         if decision and decision.get("approved")
         else "rejected"
     )
+    # The graph's own figures first: the shared keys below always mean the same thing.
     return {
         "output": {
+            **(state.get("output") or {}),
             "outcome": outcome,
             "summary": state.get("summary", ""),
             "proposals": len(proposals),
             "writes": state.get("writes") or [],
             "comment": decision.get("comment", "") if decision else "",
-            **(state.get("output") or {}),
         }
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from ..common import ProposalState, WorkflowConfig
 
@@ -36,6 +36,12 @@ class LeadConfig(WorkflowConfig):
             "(Salesforce); empty: only the note is written there."
         ),
     )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LeadConfig:
+        if self.mql_score > self.sql_score:
+            raise ValueError("mql_score must not be above sql_score")
+        return self
 
 
 class Qualification(BaseModel):

@@ -1,0 +1,3 @@
+from .graph import SPEC
+
+__all__ = ["SPEC"]

@@ -1,0 +1,50 @@
+"""deal_followup: idle open deals -> drafts -> proposal -> approval -> tasks or notes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import StateGraph as Graph
+
+from ...context import RunContext
+from ...registry import GraphSpec, register
+from ..common import APPLY_NODE, after_gate, apply_writes, approval_gate, finish, retry_policy
+from . import nodes
+from .state import FollowupConfig, FollowupInput, FollowupState
+
+
+def build() -> Graph[Any, Any, Any, Any]:
+    graph = StateGraph(FollowupState, context_schema=RunContext)
+    retry = retry_policy()
+    graph.add_node("find", nodes.find, retry_policy=retry)
+    graph.add_node("draft", nodes.draft, retry_policy=retry)
+    graph.add_node("propose", nodes.propose)
+    graph.add_node("approval", approval_gate)
+    graph.add_node(APPLY_NODE, apply_writes, retry_policy=retry)
+    graph.add_node("finish", finish)
+    graph.add_edge(START, "find")
+    graph.add_edge("find", "draft")
+    graph.add_edge("draft", "propose")
+    graph.add_edge("propose", "approval")
+    graph.add_conditional_edges("approval", after_gate)
+    graph.add_edge(APPLY_NODE, "finish")
+    graph.add_edge("finish", END)
+    return graph
+
+
+SPEC = register(
+    GraphSpec(
+        key="deal_followup",
+        name="Deal follow-up",
+        description=(
+            "Finds open deals with no activity for idle_days and drafts a follow-up for each "
+            "(a task for the deal's owner, or a note), from a template or by the model when "
+            "one is configured; a person approves before anything is logged in the CRM."
+        ),
+        build=build,
+        config_schema=FollowupConfig,
+        input_schema=FollowupInput,
+        writes=("task", "note"),
+    )
+)
