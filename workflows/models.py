@@ -36,7 +36,7 @@ class Workflow(models.Model):
         Organization, on_delete=models.CASCADE, related_name="workflows"
     )
     key = models.SlugField(
-        max_length=64, help_text="Names the workflow in URLs: /api/v1/workflows/<key>/runs."
+        max_length=64, help_text="Names the workflow in URLs: /api/v1/workflows/{key}/runs."
     )
     graph = models.CharField(max_length=64, help_text="The registered graph this runs.")
     name = models.CharField(max_length=200)

@@ -28,7 +28,8 @@ import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage
@@ -88,7 +89,7 @@ def _claim(run_id: uuid.UUID, owner: str) -> WorkflowRun | None:
             status=RunStatus.RUNNING,
             lease_owner=owner,
             heartbeat_at=now,
-            started_at=now,
+            started_at=Coalesce(F("started_at"), Value(now)),
             finished_at=None,
         )
         if not taken:

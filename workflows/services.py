@@ -5,6 +5,7 @@ that should execute is handed to Celery once its row is committed (``transaction
 
 from __future__ import annotations
 
+import copy
 import logging
 import uuid
 from datetime import timedelta
@@ -70,6 +71,7 @@ def workflow_ensure_defaults(organization: Organization) -> list[Workflow]:
 
 def workflow_update(*, workflow: Workflow, actor: Actor, changes: dict[str, Any]) -> Workflow:
     """Change a workflow's name, enabled, config, connection, schedule or trigger (validated)."""
+    changes = dict(changes)  # the caller's dict stays as it was
     allowed = {
         "name",
         "enabled",
@@ -89,9 +91,12 @@ def workflow_update(*, workflow: Workflow, actor: Actor, changes: dict[str, Any]
             graph_spec(workflow.graph).validate_config(changes["config"]).model_dump(mode="json")
         )
     before = {k: getattr(workflow, k) for k in changes}
+    candidate = copy.copy(workflow)
+    for name, value in changes.items():
+        setattr(candidate, name, value)
+    workflow_check(candidate)  # raises before the caller's object is touched
     for name, value in changes.items():
         setattr(workflow, name, value)
-    workflow_check(workflow)
     if "schedule_seconds" in changes:
         workflow.next_run_at = (
             timezone.now() + timedelta(seconds=workflow.schedule_seconds)
@@ -247,15 +252,17 @@ def run_cancel(*, run: WorkflowRun, actor: Actor) -> WorkflowRun:
 def run_retry(*, run: WorkflowRun, actor: Actor) -> WorkflowRun:
     """A new run that continues a failed or cancelled one from its last checkpoint (same
     thread, ``attempt`` + 1, ``retry_of``)."""
-    if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
-        raise Conflict(
-            "Only a failed or cancelled run can be retried.", details={"status": run.status}
-        )
-    workflow = run.workflow
-    if not workflow.enabled:
-        raise WorkflowDisabled(details={"workflow": workflow.key})
-    config = graph_spec(run.graph).validate_config(workflow.config).model_dump(mode="json")
     with transaction.atomic():
+        # Locked: two retries of one run at once would fork its thread.
+        run = WorkflowRun.objects.select_for_update().get(pk=run.pk)
+        if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
+            raise Conflict(
+                "Only a failed or cancelled run can be retried.", details={"status": run.status}
+            )
+        workflow = Workflow.objects.get(pk=run.workflow_id)
+        if not workflow.enabled:
+            raise WorkflowDisabled(details={"workflow": workflow.key})
+        config = graph_spec(run.graph).validate_config(workflow.config).model_dump(mode="json")
         if WorkflowRun.objects.filter(retry_of=run).exists():
             raise Conflict(
                 "This run was already retried; retry the newest run of the chain.",

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import uuid
-from decimal import Decimal
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import pytest

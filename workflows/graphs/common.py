@@ -15,7 +15,7 @@ from typing import Any, Literal, NotRequired, TypedDict
 from django.conf import settings
 from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy, interrupt
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from core.errors import AppError
 
@@ -46,8 +46,16 @@ def retry_policy() -> RetryPolicy:
     )
 
 
+class WorkflowInput(BaseModel):
+    """Base of every graph's run input: an unknown key is an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class WorkflowConfig(BaseModel):
-    """Config every workflow has."""
+    """Config every workflow has (unknown keys are refused: a typo must not pass)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     require_approval: bool = True
 

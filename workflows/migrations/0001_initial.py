@@ -20,7 +20,7 @@ class Migration(migrations.Migration):
             name='Workflow',
             fields=[
                 ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('key', models.SlugField(help_text='Names the workflow in URLs: /api/v1/workflows/<key>/runs.', max_length=64)),
+                ('key', models.SlugField(help_text='Names the workflow in URLs: /api/v1/workflows/{key}/runs.', max_length=64)),
                 ('graph', models.CharField(help_text='The registered graph this runs.', max_length=64)),
                 ('name', models.CharField(max_length=200)),
                 ('config', models.JSONField(blank=True, default=dict, help_text="Validated by the graph's own config schema.")),

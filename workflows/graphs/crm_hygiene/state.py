@@ -6,13 +6,13 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from ..common import ProposalState, WorkflowConfig
+from ..common import ProposalState, WorkflowConfig, WorkflowInput
 
 HygieneType = Literal["contact", "company"]
 HYGIENE_TYPES: tuple[HygieneType, ...] = ("contact", "company")
 
 
-class HygieneInput(BaseModel):
+class HygieneInput(WorkflowInput):
     object_types: list[HygieneType] = Field(
         default_factory=lambda: list(HYGIENE_TYPES),
         json_schema_extra={"default": list(HYGIENE_TYPES)},

@@ -6,14 +6,14 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from ..common import ProposalState, WorkflowConfig
+from ..common import ProposalState, WorkflowConfig, WorkflowInput
 
 # Closed stages as each CRM names them: HubSpot's default pipeline (internal values) and
 # Salesforce's standard Opportunity picklist. Compared case-insensitively.
 CLOSED_STAGES = ("closedwon", "closedlost", "Closed Won", "Closed Lost")
 
 
-class FollowupInput(BaseModel):
+class FollowupInput(WorkflowInput):
     deal_ids: list[str] | None = Field(
         None,
         min_length=1,

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from ..common import ProposalState, WorkflowConfig
+from ..common import ProposalState, WorkflowConfig, WorkflowInput
 
 # HubSpot's lifecycle stages in their order; a qualification never moves a contact back.
 STAGES = (
@@ -20,7 +20,7 @@ STAGES = (
 )
 
 
-class LeadInput(BaseModel):
+class LeadInput(WorkflowInput):
     contact_id: str = Field(min_length=1, max_length=64, description="The contact to qualify.")
 
 
