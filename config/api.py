@@ -24,6 +24,7 @@ from integrations.api import router as integrations_router
 from integrations.outbox.api import router as writes_router
 from integrations.sync.api import router as sync_router
 from integrations.webhooks.api import router as webhooks_router
+from workflows.api import router as workflows_router
 
 logger = logging.getLogger("switchboard.api")
 
@@ -51,6 +52,7 @@ api.add_router("/", integrations_router)
 api.add_router("/", writes_router)
 api.add_router("/", sync_router)
 api.add_router("/", webhooks_router)
+api.add_router("/", workflows_router)
 
 
 @api.exception_handler(AppError)
