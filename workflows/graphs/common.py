@@ -13,6 +13,8 @@ from __future__ import annotations
 from typing import Any, Literal, NotRequired, TypedDict
 
 from django.conf import settings
+from langgraph.graph import END
+from langgraph.graph.state import StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy, interrupt
 from pydantic import BaseModel, ConfigDict
@@ -197,3 +199,15 @@ async def finish(state: ProposalState) -> dict[str, Any]:
             "comment": decision.get("comment", "") if decision else "",
         }
     }
+
+
+def add_approval_end(graph: StateGraph[Any, Any, Any, Any], *, after: str) -> None:
+    """Wire the shared end after the graph's ``after`` node: approval -> apply_writes (on
+    approval) -> finish -> END."""
+    graph.add_node("approval", approval_gate)
+    graph.add_node(APPLY_NODE, apply_writes, retry_policy=retry_policy())
+    graph.add_node("finish", finish)
+    graph.add_edge(after, "approval")
+    graph.add_conditional_edges("approval", after_gate)
+    graph.add_edge(APPLY_NODE, "finish")
+    graph.add_edge("finish", END)

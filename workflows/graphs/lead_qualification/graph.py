@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import START, StateGraph
 from langgraph.graph.state import StateGraph as Graph
 
 from ...context import RunContext
 from ...registry import GraphSpec, register
-from ..common import APPLY_NODE, after_gate, apply_writes, approval_gate, finish, retry_policy
+from ..common import add_approval_end, retry_policy
 from . import nodes
 from .state import LeadConfig, LeadInput, LeadState
 
@@ -21,17 +21,11 @@ def build() -> Graph[Any, Any, Any, Any]:
     graph.add_node("enrich", nodes.enrich)
     graph.add_node("score", nodes.score, retry_policy=retry)
     graph.add_node("propose", nodes.propose)
-    graph.add_node("approval", approval_gate)
-    graph.add_node(APPLY_NODE, apply_writes, retry_policy=retry)
-    graph.add_node("finish", finish)
     graph.add_edge(START, "load")
     graph.add_edge("load", "enrich")
     graph.add_edge("enrich", "score")
     graph.add_edge("score", "propose")
-    graph.add_edge("propose", "approval")
-    graph.add_conditional_edges("approval", after_gate)
-    graph.add_edge(APPLY_NODE, "finish")
-    graph.add_edge("finish", END)
+    add_approval_end(graph, after="propose")
     return graph
 
 
