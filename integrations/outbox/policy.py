@@ -27,13 +27,17 @@ from core.errors import (
     ValidationFailed,
 )
 
-from ..providers.unified import ObjectType
+from ..providers.unified import WritableType
 
 # Answers from a gateway that lost the origin's answer: the write may have happened.
 GATEWAY_STATUSES: Final = frozenset({502, 504})
 
 # Natural keys an uncertain create is looked up by (unified fields of the payload).
-NATURAL_KEYS: Final[dict[ObjectType, str]] = {"contact": "email", "company": "domain"}
+NATURAL_KEYS: Final[dict[WritableType, str]] = {"contact": "email", "company": "domain"}
+
+# Objects that cannot carry the write-id property: Salesforce's classic Note takes no custom
+# fields. Their uncertain creates cannot be looked up, so they are dead-lettered for a person.
+NO_WRITE_ID: Final = frozenset({("salesforce", "note")})
 
 # The error class for each code a stored error can carry (provider flavours first).
 _ERROR_CLASSES: Final[dict[str, type[AppError]]] = {
@@ -82,9 +86,12 @@ def is_retryable(code: str) -> bool:
     )
 
 
-def write_id_property(provider: str) -> str:
+def write_id_property(provider: str, object_type: str | None = None) -> str:
     """The provider field every create is stamped with (``PROVIDERS[key]
-    ["write_id_property"]``); empty when this installation has none."""
+    ["write_id_property"]``); empty when this installation has none, or when
+    ``object_type`` cannot carry it (``NO_WRITE_ID``)."""
+    if (provider, object_type) in NO_WRITE_ID:
+        return ""
     raw: dict[str, str] = settings.PROVIDERS.get(provider, {})
     return str(raw.get("write_id_property", "")).strip()
 

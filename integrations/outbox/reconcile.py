@@ -6,7 +6,8 @@ is stamped with it when the provider has one configured), or, failing that, when
 matches (a contact's email, a company's domain) and it was created after the write was stored
 (minus ``OUTBOX_RECONCILE_SKEW_SECONDS`` for clock skew), so an older record that merely shares
 the key is not taken for ours. A write with neither cannot be checked: the caller dead-letters it
-for a person instead of sending it blindly again.
+for a person instead of sending it blindly again. Notes and tasks have no natural key: only the
+property finds them (a Salesforce note cannot carry it, see ``policy.NO_WRITE_ID``).
 
 Searches go through the connection's ``CrmClient`` (and so its rate-limit budget): one ``in``
 search per chunk of writes finds "none of these exist" in one call; when it finds some and the
@@ -28,7 +29,15 @@ from core.errors import AppError, ErrorCode
 
 from ..models import CrmWrite
 from ..providers.base import CrmClient
-from ..providers.unified import AnyRecord, ObjectType, SearchFilter, SearchQuery
+from ..providers.unified import (
+    AnyRecord,
+    AnyWritten,
+    ObjectType,
+    SearchFilter,
+    SearchQuery,
+    WritableType,
+    is_activity,
+)
 from . import policy
 
 IN_CHUNK: Final = 50  # values per ``in`` filter
@@ -43,7 +52,7 @@ class Reconciled:
     """The writes looked up: found (with the record), missing (safe to send again),
     unverifiable (no way to look), or not looked up because a search failed (``error``)."""
 
-    found: list[tuple[CrmWrite, AnyRecord]] = field(default_factory=list)
+    found: list[tuple[CrmWrite, AnyWritten]] = field(default_factory=list)
     missing: list[CrmWrite] = field(default_factory=list)
     unverifiable: list[CrmWrite] = field(default_factory=list)
     unchecked: list[CrmWrite] = field(default_factory=list)
@@ -59,7 +68,7 @@ def natural_key(write: CrmWrite) -> tuple[str, str] | None:
     return None
 
 
-def _created_for(record: AnyRecord, write: CrmWrite) -> bool:
+def _created_for(record: AnyWritten, write: CrmWrite) -> bool:
     if record.created_at is None:
         return True
     skew = timedelta(seconds=settings.OUTBOX_RECONCILE_SKEW_SECONDS)
@@ -73,23 +82,36 @@ async def _nothing() -> None:
     return None
 
 
+async def _search_page(
+    client: CrmClient, object_type: WritableType, query: SearchQuery
+) -> tuple[list[AnyWritten], str | None, AppError | None]:
+    """One page: records (or activities) found, the next cursor, or the search's error."""
+    if is_activity(object_type):
+        activities = await client.search_activities(object_type, query)
+        if activities.error is not None:
+            return [], None, activities.error
+        return list(activities.unwrap().results), activities.unwrap().next_cursor, None
+    records = await client.search(object_type, query)
+    if records.error is not None:
+        return [], None, records.error
+    return list(records.unwrap().results), records.unwrap().next_cursor, None
+
+
 async def _search_all(
     client: CrmClient,
-    object_type: ObjectType,
+    object_type: WritableType,
     filters: list[SearchFilter],
     keepalive: Keepalive = _nothing,
-) -> tuple[list[AnyRecord], AppError | None]:
-    found: list[AnyRecord] = []
+) -> tuple[list[AnyWritten], AppError | None]:
+    found: list[AnyWritten] = []
     cursor: str | None = None
     for _ in range(MAX_PAGES):
         await keepalive()
         query = SearchQuery(filter_groups=[filters], limit=SEARCH_LIMIT, cursor=cursor)
-        page = await client.search(object_type, query)
-        if page.error is not None:
-            return found, page.error
-        answer = page.unwrap()
-        found.extend(answer.results)
-        cursor = answer.next_cursor
+        results, cursor, error = await _search_page(client, object_type, query)
+        if error is not None:
+            return found, error
+        found.extend(results)
         if not cursor:
             break
     return found, None
@@ -97,7 +119,7 @@ async def _search_all(
 
 async def _by_write_id(
     client: CrmClient,
-    object_type: ObjectType,
+    object_type: WritableType,
     prop: str,
     writes: list[CrmWrite],
     result: Reconciled,
@@ -139,7 +161,7 @@ async def _by_write_id(
 
 async def _by_natural_key(
     client: CrmClient,
-    object_type: ObjectType,
+    object_type: WritableType,
     writes: list[CrmWrite],
     result: Reconciled,
     taken: set[str],
@@ -187,7 +209,7 @@ async def reconcile(
     client: CrmClient,
     *,
     provider: str,
-    object_type: ObjectType,
+    object_type: WritableType,
     writes: Sequence[CrmWrite],
     keepalive: Keepalive = _nothing,
 ) -> Reconciled:
@@ -195,7 +217,7 @@ async def reconcile(
     ``keepalive`` runs before each search (the caller renews its lease there)."""
     result = Reconciled()
     taken: set[str] = set()
-    prop = policy.write_id_property(provider)
+    prop = policy.write_id_property(provider, object_type)
     left = list(writes)
     if prop:
         left = await _by_write_id(client, object_type, prop, left, result, taken, keepalive)

@@ -2,7 +2,8 @@
 recording each write's outcome.
 
 Creates and updates of a group go out in one batch call (the client chunks it to the
-provider's batch size) or one single call; archives and associations one call each, at once.
+provider's batch size) or one single call; archives, associations and activities (notes and
+tasks, create-only and never mirrored) one call each, at once.
 Uncertain creates are looked up first (``reconcile.py``). Outcomes are collected, then written
 by ``finish``: each only while the claim still holds (status ``sending`` with the same
 ``attempts``, a fencing token), retries scheduled together (one backoff for the group), and
@@ -30,12 +31,21 @@ from core.result import Result
 from ..models import Connection, CrmWrite, WriteOperation, WriteStatus
 from ..providers.base import CrmClient
 from ..providers.unified import (
-    INPUT_MODELS,
+    WRITE_INPUT_MODELS,
+    ActivityIn,
+    ActivityType,
+    AnyActivity,
     AnyRecord,
+    AnyWritten,
     Association,
     BatchResult,
+    Company,
+    Contact,
+    Deal,
     ObjectType,
     RecordIn,
+    WritableType,
+    is_activity,
 )
 from ..sync.mirror import Deleted, amirror_mark_deleted, amirror_upsert
 from . import policy
@@ -60,14 +70,22 @@ class Sender:
         self.connection = connection
         self.client = client
         self.operation = operation
-        self.object_type: ObjectType = object_type  # type: ignore[assignment]
-        self.prop = policy.write_id_property(connection.provider)
+        self.object_type: WritableType = object_type  # type: ignore[assignment]
+        self.prop = policy.write_id_property(connection.provider, object_type)
         self.upserts: list[tuple[uuid.UUID, AnyRecord]] = []
         self.deletes: list[tuple[uuid.UUID, Deleted]] = []
         self.retry: list[tuple[CrmWrite, AppError, dict[str, Any]]] = []
         self.settled: list[tuple[CrmWrite, dict[str, Any], str | None]] = []
         self.held: list[CrmWrite] = []  # the claimed writes whose lease this sender renews
         self.renewed_at = time.monotonic()
+
+    @property
+    def record_type(self) -> ObjectType:
+        """The type of a record write: every operation but the create of an activity."""
+        kind = self.object_type
+        if is_activity(kind):
+            raise RuntimeError(f"A {kind} is create-only and never mirrored.")
+        return kind
 
     # -- the lease ------------------------------------------------------------------------------
 
@@ -104,9 +122,10 @@ class Sender:
             )
         )
 
-    def record_written(self, write: CrmWrite, record: AnyRecord, *, found: bool = False) -> None:
+    def record_written(self, write: CrmWrite, record: AnyWritten, *, found: bool = False) -> None:
         self.succeeded(write, record.model_dump(mode="json"), record.id)
-        self.upserts.append((write.pk, record))
+        if isinstance(record, Contact | Company | Deal):  # activities stay out of the mirror
+            self.upserts.append((write.pk, record))
         if found:
             logger.info(
                 "outbox: uncertain create found at the provider",
@@ -223,11 +242,11 @@ class Sender:
         try:
             if records:
                 await amirror_upsert(
-                    connection_id=self.connection.pk, object_type=self.object_type, records=records
+                    connection_id=self.connection.pk, object_type=self.record_type, records=records
                 )
             if deleted:
                 await amirror_mark_deleted(
-                    connection_id=self.connection.pk, object_type=self.object_type, deleted=deleted
+                    connection_id=self.connection.pk, object_type=self.record_type, deleted=deleted
                 )
         except Exception:  # the write happened; the next sync brings the mirror up to date
             logger.warning("outbox: could not update the mirror", exc_info=True)
@@ -252,7 +271,10 @@ class Sender:
         payload = dict(write.payload)
         if stamp and self.prop:
             payload["properties"] = {**payload.get("properties", {}), self.prop: str(write.pk)}
-        return INPUT_MODELS[self.object_type].model_validate(payload)
+        if self.object_type == "note" and payload.get("timestamp") is None:
+            # A note without a time happened when it was submitted, whenever it is sent.
+            payload["timestamp"] = write.created_at.isoformat()
+        return WRITE_INPUT_MODELS[self.object_type].model_validate(payload)
 
     async def _creates(self, client: CrmClient, writes: list[CrmWrite]) -> None:
         sure = [w for w in writes if not w.uncertain]
@@ -293,12 +315,32 @@ class Sender:
         if not sendable:
             return
         inputs = [self._input(w, stamp=True) for w in sendable]
+        kind = self.object_type
+        if is_activity(kind):
+            await asyncio.gather(
+                *(
+                    self._log_activity(client, kind, w, i)
+                    for w, i in zip(sendable, inputs, strict=True)
+                )
+            )
+            return
         if len(sendable) == 1:
-            created = await client.create(self.object_type, inputs[0])
+            created = await client.create(kind, inputs[0])
             await self._created(client, sendable[0], created, rechecked)
             return
-        batch = await client.batch_create(self.object_type, inputs)
+        batch = await client.batch_create(kind, inputs)
         await self._batch(client, sendable, batch, rechecked)
+
+    async def _log_activity(
+        self, client: CrmClient, kind: ActivityType, write: CrmWrite, data: RecordIn
+    ) -> None:
+        if not isinstance(data, ActivityIn):  # _input built it from WRITE_INPUT_MODELS
+            raise TypeError(f"A {kind} takes an ActivityIn, not {type(data).__name__}")
+        created: Result[AnyActivity] = await client.create_activity(kind, data)
+        if created.error is None:
+            self.record_written(write, created.unwrap())
+        else:
+            self.failed(write, created.error)
 
     def _lookup_failed(self, write: CrmWrite, error: AppError) -> None:
         if error.retryable or policy.is_retryable(error.code.value):
@@ -318,7 +360,7 @@ class Sender:
             return
         if write.pk in rechecked:
             # The lookup may have missed our own earlier attempt (search lags writes).
-            record = await adopt_conflict(client, self.object_type, write, result.error)
+            record = await adopt_conflict(client, self.record_type, write, result.error)
             if record is not None:
                 self.record_written(write, record, found=True)
                 return
@@ -328,7 +370,7 @@ class Sender:
         if len(writes) == 1:
             write = writes[0]
             updated = await client.update(
-                self.object_type, write.record_id, self._input(write, stamp=False)
+                self.record_type, write.record_id, self._input(write, stamp=False)
             )
             if updated.error is None:
                 self.record_written(write, updated.unwrap())
@@ -336,7 +378,7 @@ class Sender:
                 self.failed(write, updated.error, was_uncertain=write.uncertain)
             return
         items = [(w.record_id, self._input(w, stamp=False)) for w in writes]
-        batch = await client.batch_update(self.object_type, items)
+        batch = await client.batch_update(self.record_type, items)
         await self._batch(client, writes, batch, set())
 
     async def _batch(
@@ -392,7 +434,7 @@ class Sender:
             self.failed(write, error, was_uncertain=write.uncertain)
 
     async def _one(self, client: CrmClient, write: CrmWrite) -> None:
-        kind = self.object_type
+        kind = self.record_type
         if self.operation == WriteOperation.ARCHIVE:
             done = await client.archive(kind, write.record_id)
             if done.error is None or (write.uncertain and done.error.code == ErrorCode.NOT_FOUND):

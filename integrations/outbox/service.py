@@ -52,12 +52,14 @@ from ..models import Connection, CrmWrite, WriteOperation, WriteStatus
 from ..providers.base import CrmClient
 from ..providers.registry import get_provider
 from ..providers.unified import (
-    INPUT_MODELS,
-    OBJECT_TYPES,
-    RECORD_MODELS,
-    AnyRecord,
+    ACTIVITY_TYPES,
+    WRITABLE_TYPES,
+    WRITE_INPUT_MODELS,
+    WRITTEN_MODELS,
+    AnyWritten,
     Association,
-    ObjectType,
+    WritableType,
+    is_activity,
 )
 from ..services.calls import crm_client_for
 from . import policy
@@ -90,7 +92,7 @@ class WriteRequest:
     """One write, validated and normalised (the payload as stored and hashed)."""
 
     operation: WriteOperation
-    object_type: ObjectType
+    object_type: WritableType
     payload: dict[str, Any]
     record_id: str = ""
 
@@ -113,8 +115,9 @@ class WriteOutcome:
         return self.status in TERMINAL
 
     @property
-    def record(self) -> AnyRecord | None:
-        """The written record (creates and updates that succeeded)."""
+    def record(self) -> AnyWritten | None:
+        """The written record (creates and updates that succeeded): a ``Contact``,
+        ``Company``, ``Deal``, ``Note`` or ``Task``."""
         return write_record(self.write)
 
     @property
@@ -132,12 +135,12 @@ class WriteOutcome:
         return error
 
 
-def write_record(write: CrmWrite) -> AnyRecord | None:
+def write_record(write: CrmWrite) -> AnyWritten | None:
     if write.status != WriteStatus.SUCCEEDED or not write.result:
         return None
     if write.operation not in (WriteOperation.CREATE, WriteOperation.UPDATE):
         return None
-    model = RECORD_MODELS[write.object_type]  # type: ignore[index]
+    model = WRITTEN_MODELS[write.object_type]  # type: ignore[index]
     return model.model_validate(write.result)  # type: ignore[return-value]
 
 
@@ -149,10 +152,10 @@ def _validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
     return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
 
 
-def _record_payload(object_type: ObjectType, raw: dict[str, Any] | BaseModel) -> dict[str, Any]:
+def _record_payload(object_type: WritableType, raw: dict[str, Any] | BaseModel) -> dict[str, Any]:
     data = raw.model_dump(mode="json", exclude_unset=True) if isinstance(raw, BaseModel) else raw
     try:
-        parsed = INPUT_MODELS[object_type].model_validate(data)
+        parsed = WRITE_INPUT_MODELS[object_type].model_validate(data)
     except ValidationError as exc:
         raise ValidationFailed(
             "The write did not validate.", details={"errors": _validation_errors(exc)}
@@ -170,7 +173,8 @@ def write_request(
     """Validate and normalise one write (``ValidationFailed`` when it cannot be a write).
 
     ``payload``: the record input (creates, updates: a dict or the type's input model), or
-    ``{"to_type", "to_id"}`` (associations); archives take none."""
+    ``{"to_type", "to_id"}`` (associations); archives take none. Notes and tasks
+    (``NoteIn``, ``TaskIn``) can only be created."""
     try:
         op = WriteOperation(operation)
     except ValueError:
@@ -178,11 +182,16 @@ def write_request(
             f"Unknown write operation {operation!r}.",
             details={"allowed": [o.value for o in WriteOperation]},
         ) from None
-    if object_type not in OBJECT_TYPES:
+    if object_type not in WRITABLE_TYPES:
         raise ValidationFailed(
-            f"Unknown object type {object_type!r}.", details={"allowed": list(OBJECT_TYPES)}
+            f"Unknown object type {object_type!r}.", details={"allowed": list(WRITABLE_TYPES)}
         )
-    kind: ObjectType = object_type  # type: ignore[assignment]
+    kind: WritableType = object_type  # type: ignore[assignment]
+    if is_activity(kind) and op != WriteOperation.CREATE:
+        raise ValidationFailed(
+            f"A {kind} can only be created, not {op.value}d: log another one instead.",
+            details={"fields": {"operation": "create only"}, "allowed": ["create"]},
+        )
     target = (record_id or "").strip()
     if op == WriteOperation.CREATE and target:
         raise ValidationFailed("A create takes no record id.")
@@ -519,7 +528,9 @@ def _claim(ids: Sequence[uuid.UUID], *, due_only: bool) -> list[CrmWrite]:
     return claimed
 
 
-def _chunk_size(provider: str, operation: str) -> int:
+def _chunk_size(provider: str, operation: str, object_type: str) -> int:
+    if object_type in ACTIVITY_TYPES:
+        return SINGLE_CHUNK  # activities are created one call each
     if operation in (WriteOperation.CREATE, WriteOperation.UPDATE):
         return max(1, get_provider(provider).rate_limit.batch_size)
     return SINGLE_CHUNK
@@ -539,7 +550,7 @@ async def write_process(write_ids: Sequence[uuid.UUID | str], *, due_only: bool 
             continue
         try:
             client: CrmClient | None = crm_client_for(connection)
-            size = _chunk_size(connection.provider, operation)
+            size = _chunk_size(connection.provider, operation, object_type)
             unusable: AppError | None = None
         except AppError as exc:  # the provider is not configured on this installation
             client, size, unusable = None, SINGLE_CHUNK, exc

@@ -21,17 +21,24 @@ from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
+from core.errors import ValidationFailed
 from core.result import Result
 
 from .unified import (
+    ACTIVITY_INPUT_MODELS,
+    ActivityIn,
+    ActivityType,
+    AnyActivity,
     AnyRecord,
     Association,
     BatchResult,
+    NoteIn,
     ObjectType,
     Page,
     RawResponse,
     RecordIn,
     SearchQuery,
+    TaskIn,
 )
 
 TokenAuthMethod = Literal["client_secret_post", "client_secret_basic"]
@@ -195,6 +202,17 @@ async def discard_call(call: ProviderCall) -> None:
     """A ``CallRecorder`` that keeps nothing (scripts, tests of the client alone)."""
 
 
+def activity_input(activity_type: ActivityType, data: ActivityIn) -> NoteIn | TaskIn:
+    """``data`` as the activity type's input model; ``ValidationFailed`` for another type's."""
+    expected = ACTIVITY_INPUT_MODELS[activity_type]
+    if isinstance(data, expected) and isinstance(data, NoteIn | TaskIn):
+        return data
+    raise ValidationFailed(
+        f"A {activity_type} takes {expected.__name__}, not {type(data).__name__}.",
+        details={"object_type": activity_type, "input": type(data).__name__},
+    )
+
+
 class CrmClient(ABC):
     """Unified CRM operations. Every method returns a ``Result``; none raises for a provider
     failure. Codes: ``not_found``, ``validation_failed`` (details name the fields),
@@ -273,6 +291,27 @@ class CrmClient(ABC):
         json: Any = None,
     ) -> Result[RawResponse]:
         """Raw passthrough to the provider's API (path relative to its API base URL)."""
+
+    # Activities (notes, tasks) are create-only and never mirrored: these are all they need.
+
+    @abstractmethod
+    async def create_activity(
+        self, activity_type: ActivityType, data: ActivityIn
+    ) -> Result[AnyActivity]:
+        """Log a note or task on the records ``data`` names, in one call where the provider
+        allows (``validation_failed`` before any call when ``data`` does not fit it)."""
+
+    @abstractmethod
+    async def get_activity(
+        self, activity_type: ActivityType, record_id: str
+    ) -> Result[AnyActivity]: ...
+
+    @abstractmethod
+    async def search_activities(
+        self, activity_type: ActivityType, query: SearchQuery
+    ) -> Result[Page[AnyActivity]]:
+        """Filters on activity fields or provider properties (the outbox looks uncertain
+        creates up by their write-id property this way)."""
 
 
 class Provider(ABC):

@@ -682,7 +682,15 @@ def test_describe_reports_fields_as_salesforce_does(sandbox: Sandbox) -> None:
     role = {f["name"]: f for f in sf.OpportunityContactRole.describe()["fields"]}
     assert (role["IsPrimary"]["type"], role["ContactId"]["nillable"]) == ("boolean", False)
     names = {s["name"] for s in sf.describe()["sobjects"]}
-    assert names == {"Account", "Contact", "Opportunity", "OpportunityContactRole", "Organization"}
+    assert names == {
+        "Account",
+        "Contact",
+        "Opportunity",
+        "OpportunityContactRole",
+        "Task",
+        "Note",
+        "Organization",
+    }
     assert sf.Contact.metadata()["objectDescribe"]["keyPrefix"] == "003"
     with pytest.raises(SalesforceResourceNotFound):
         sf.Lead.describe()

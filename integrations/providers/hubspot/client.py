@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -29,9 +30,13 @@ from ..base import (
     CrmClient,
     RateLimitPolicy,
     TokenSource,
+    activity_input,
     discard_call,
 )
 from ..unified import (
+    ActivityIn,
+    ActivityType,
+    AnyActivity,
     AnyRecord,
     Association,
     BatchResult,
@@ -41,12 +46,14 @@ from ..unified import (
     RecordIn,
     SearchQuery,
 )
+from .activities import activity_associations, activity_properties, to_activity, with_links
 from .batch import company_association, run_batch
 from .mapping import (
     OBJECT_PATHS,
     company_to_associate,
     read_associations,
     read_properties,
+    search_property,
     to_properties,
     to_record,
 )
@@ -295,6 +302,82 @@ class HubSpotCrmClient(CrmClient):
             ),
             lambda data: from_sdk(AssociationPage, data),
             subject=f"{object_type.capitalize()} {record_id}",
+        )
+
+    # --- activities --------------------------------------------------------------------------
+
+    async def create_activity(
+        self, activity_type: ActivityType, data: ActivityIn
+    ) -> Result[AnyActivity]:
+        """One create call carrying the associations (see ``activities.py``)."""
+        try:
+            checked = activity_input(activity_type, data)
+        except AppError as exc:
+            return Result.fail(exc)
+        plural = OBJECT_PATHS[activity_type]
+        body = SimplePublicObjectInputForCreate(
+            properties=activity_properties(checked, now=datetime.now(UTC)),
+            associations=activity_associations(activity_type, checked),
+        )
+        created = await self.transport.sdk(
+            "POST",
+            f"/crm/v3/objects/{plural}",
+            lambda a: a.objects_basic.create_with_http_info(plural, body, **a.kw),
+            lambda answer: to_activity(activity_type, from_sdk(HubSpotObject, answer)),
+        )
+        if created.error is not None:
+            return created
+        return Result.ok(with_links(created.unwrap(), checked))
+
+    async def get_activity(
+        self, activity_type: ActivityType, record_id: str
+    ) -> Result[AnyActivity]:
+        plural = OBJECT_PATHS[activity_type]
+        return await self.transport.sdk(
+            "GET",
+            f"/crm/v3/objects/{plural}/{_segment(record_id)}",
+            lambda a: a.objects_basic.get_by_id_with_http_info(
+                plural,
+                record_id,
+                properties=read_properties(activity_type),
+                associations=read_associations(activity_type),
+                archived=False,
+                **a.kw,
+            ),
+            lambda data: to_activity(activity_type, from_sdk(HubSpotObject, data)),
+            subject=f"{activity_type.capitalize()} {record_id}",
+        )
+
+    async def search_activities(
+        self, activity_type: ActivityType, query: SearchQuery
+    ) -> Result[Page[AnyActivity]]:
+        """HubSpot's CRM search on notes or tasks. The raw properties the filters name are read
+        too (HubSpot answers a search with the properties it names only)."""
+        named = [search_property(activity_type, f.field) for g in query.filter_groups for f in g]
+        named = [name for name in named if "." not in name]  # not associations.deal
+        try:
+            body = search_request(
+                activity_type,
+                query,
+                properties=read_properties(activity_type, named),
+                page_size=self.rate_limit.search_page_size,
+                result_cap=self.rate_limit.search_result_cap,
+            )
+        except AppError as exc:
+            return Result.fail(exc)
+        plural = OBJECT_PATHS[activity_type]
+        request = to_sdk(body)
+
+        def parse(data: Any) -> Page[AnyActivity]:
+            page = from_sdk(ObjectPage, data)
+            found = [to_activity(activity_type, obj) for obj in page.results]
+            return Page[AnyActivity](results=found, next_cursor=page.after, total=page.total)
+
+        return await self.transport.sdk(
+            "POST",
+            f"/crm/v3/objects/{plural}/search",
+            lambda a: a.objects_search.do_search_with_http_info(plural, request, **a.kw),
+            parse,
         )
 
     # --- anything else -----------------------------------------------------------------------

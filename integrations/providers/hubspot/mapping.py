@@ -27,18 +27,21 @@ from ..unified import (
     Deal,
     ObjectType,
     RecordIn,
+    WritableType,
 )
 from .wire import HubSpotObject
 
 # HubSpot's object type names, as they appear in URLs.
-OBJECT_PATHS: Final[dict[ObjectType, str]] = {
+OBJECT_PATHS: Final[dict[WritableType, str]] = {
     "contact": "contacts",
     "company": "companies",
     "deal": "deals",
+    "note": "notes",
+    "task": "tasks",
 }
 
 # Unified field -> HubSpot property, per object type.
-PROPERTY_MAP: Final[dict[ObjectType, dict[str, str]]] = {
+PROPERTY_MAP: Final[dict[WritableType, dict[str, str]]] = {
     "contact": {
         "email": "email",
         "first_name": "firstname",
@@ -47,6 +50,7 @@ PROPERTY_MAP: Final[dict[ObjectType, dict[str, str]]] = {
         "job_title": "jobtitle",
         "lifecycle_stage": "lifecyclestage",
         "company_id": "associatedcompanyid",
+        "owner_id": "hubspot_owner_id",
     },
     "company": {
         "name": "name",
@@ -60,15 +64,38 @@ PROPERTY_MAP: Final[dict[ObjectType, dict[str, str]]] = {
         "currency": "deal_currency_code",
         "stage": "dealstage",
         "close_date": "closedate",
+        "owner_id": "hubspot_owner_id",
+        # HubSpot's "Last Activity Date", set when a note or task is logged on the deal.
+        "last_activity_at": "notes_last_updated",
+    },
+    # Activities: written by ``activities.py`` (values need converting), read and searched here.
+    "note": {"body": "hs_note_body", "timestamp": "hs_timestamp", "owner_id": "hubspot_owner_id"},
+    "task": {
+        "subject": "hs_task_subject",
+        "body": "hs_task_body",
+        "status": "hs_task_status",
+        "priority": "hs_task_priority",
+        "due_date": "hs_timestamp",
+        "owner_id": "hubspot_owner_id",
     },
 }
 
 # Contacts keep their modification time in ``lastmodifieddate``; companies and deals in
-# ``hs_lastmodifieddate`` (HubSpot's default search properties say the same).
-UPDATED_PROPERTY: Final[dict[ObjectType, str]] = {
+# ``hs_lastmodifieddate`` (HubSpot's default search properties say the same), as do
+# activities, whose creation time is ``hs_createdate`` rather than ``createdate``.
+UPDATED_PROPERTY: Final[dict[WritableType, str]] = {
     "contact": "lastmodifieddate",
     "company": "hs_lastmodifieddate",
     "deal": "hs_lastmodifieddate",
+    "note": "hs_lastmodifieddate",
+    "task": "hs_lastmodifieddate",
+}
+CREATED_PROPERTY: Final[dict[WritableType, str]] = {
+    "contact": "createdate",
+    "company": "createdate",
+    "deal": "createdate",
+    "note": "hs_createdate",
+    "task": "hs_createdate",
 }
 
 # Object types whose unified record carries ``company_id`` from an association.
@@ -79,24 +106,26 @@ COMPANY_LINKED: Final[frozenset[ObjectType]] = frozenset({"contact", "deal"})
 COMPANY_ASSOCIATION_TYPE: Final[dict[ObjectType, int]] = {"contact": 279, "deal": 341}
 
 
-def read_properties(object_type: ObjectType, extra: Sequence[str] = ()) -> list[str]:
+def read_properties(object_type: WritableType, extra: Sequence[str] = ()) -> list[str]:
     """The properties to request on reads: the mapped ones, id and timestamps, and ``extra``
     (HubSpot answers reads with the properties asked for only, so custom ones must be named)."""
     mapped = PROPERTY_MAP[object_type].values()
-    base = ("hs_object_id", "createdate", UPDATED_PROPERTY[object_type])
+    base = ("hs_object_id", CREATED_PROPERTY[object_type], UPDATED_PROPERTY[object_type])
     return list(dict.fromkeys([*mapped, *base, *extra]))
 
 
-def read_associations(object_type: ObjectType) -> list[str]:
+def read_associations(object_type: WritableType) -> list[str]:
+    if object_type in ("note", "task"):
+        return ["contacts", "companies", "deals"]
     return ["companies"] if object_type in COMPANY_LINKED else []
 
 
-def search_property(object_type: ObjectType, field: str) -> str:
+def search_property(object_type: WritableType, field: str) -> str:
     """A unified field name as the HubSpot property to filter or sort on; others pass through."""
     if field == "id":
         return "hs_object_id"
     if field == "created_at":
-        return "createdate"
+        return CREATED_PROPERTY[object_type]
     if field == "updated_at":
         return UPDATED_PROPERTY[object_type]
     if field == "company_id" and object_type == "deal":
@@ -107,12 +136,12 @@ def search_property(object_type: ObjectType, field: str) -> str:
 # --- reading ---------------------------------------------------------------------------
 
 
-def _text(value: str | None) -> str | None:
+def text_or_none(value: str | None) -> str | None:
     return value if value not in (None, "") else None
 
 
 def _decimal(value: str | None) -> Decimal | None:
-    text = _text(value)
+    text = text_or_none(value)
     if text is None:
         return None
     try:
@@ -127,9 +156,9 @@ def _int(value: str | None) -> int | None:
     return int(number) if number is not None and number == number.to_integral_value() else None
 
 
-def _date(value: str | None) -> date | None:
+def parse_date(value: str | None) -> date | None:
     """HubSpot dates: ISO 8601 (``2024-06-30`` or a midnight datetime) or epoch milliseconds."""
-    text = _text(value)
+    text = text_or_none(value)
     if text is None:
         return None
     if text.isdigit():
@@ -141,8 +170,22 @@ def _date(value: str | None) -> date | None:
     return (parsed.astimezone(UTC) if parsed.tzinfo else parsed).date()
 
 
+def parse_moment(value: str | None) -> datetime | None:
+    """HubSpot datetimes: ISO 8601 (``2024-06-30T12:00:00.000Z``) or epoch milliseconds."""
+    text = text_or_none(value)
+    if text is None:
+        return None
+    if text.isdigit():
+        return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 def _company_id(object_type: ObjectType, obj: HubSpotObject) -> str | None:
-    if object_type == "contact" and _text(obj.properties.get("associatedcompanyid")):
+    if object_type == "contact" and text_or_none(obj.properties.get("associatedcompanyid")):
         return obj.properties["associatedcompanyid"]
     linked = obj.associations.get("companies")
     if linked is None or not linked.results:
@@ -165,30 +208,33 @@ def to_record(object_type: ObjectType, obj: HubSpotObject) -> AnyRecord:
     if object_type == "contact":
         return Contact(
             **common,
-            email=_text(props.get("email")),
-            first_name=_text(props.get("firstname")),
-            last_name=_text(props.get("lastname")),
-            phone=_text(props.get("phone")),
-            job_title=_text(props.get("jobtitle")),
-            lifecycle_stage=_text(props.get("lifecyclestage")),
+            email=text_or_none(props.get("email")),
+            first_name=text_or_none(props.get("firstname")),
+            last_name=text_or_none(props.get("lastname")),
+            phone=text_or_none(props.get("phone")),
+            job_title=text_or_none(props.get("jobtitle")),
+            lifecycle_stage=text_or_none(props.get("lifecyclestage")),
             company_id=_company_id(object_type, obj),
+            owner_id=text_or_none(props.get("hubspot_owner_id")),
         )
     if object_type == "company":
         return Company(
             **common,
-            name=_text(props.get("name")),
-            domain=_text(props.get("domain")),
-            industry=_text(props.get("industry")),
+            name=text_or_none(props.get("name")),
+            domain=text_or_none(props.get("domain")),
+            industry=text_or_none(props.get("industry")),
             employees=_int(props.get("numberofemployees")),
         )
     return Deal(
         **common,
-        name=_text(props.get("dealname")),
+        name=text_or_none(props.get("dealname")),
         amount=_decimal(props.get("amount")),
-        currency=_text(props.get("deal_currency_code")),
-        stage=_text(props.get("dealstage")),
-        close_date=_date(props.get("closedate")),
+        currency=text_or_none(props.get("deal_currency_code")),
+        stage=text_or_none(props.get("dealstage")),
+        close_date=parse_date(props.get("closedate")),
         company_id=_company_id(object_type, obj),
+        owner_id=text_or_none(props.get("hubspot_owner_id")),
+        last_activity_at=parse_moment(props.get("notes_last_updated")),
     )
 
 

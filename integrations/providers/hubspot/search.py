@@ -14,7 +14,7 @@ from typing import Any, Final
 from core.errors import ValidationFailed
 from hubspot.crm.objects import Filter, FilterGroup, PublicObjectSearchRequest
 
-from ..unified import ObjectType, SearchFilter, SearchQuery
+from ..unified import SearchFilter, SearchQuery, WritableType
 from .mapping import property_value, search_property
 
 OPERATORS: Final[dict[str, str]] = {
@@ -42,7 +42,7 @@ def filter_value(value: Any) -> str:
     return property_value(value)
 
 
-def _filter(object_type: ObjectType, where: str, spec: SearchFilter) -> dict[str, Any]:
+def _filter(object_type: WritableType, where: str, spec: SearchFilter) -> dict[str, Any]:
     out: dict[str, Any] = {
         "propertyName": search_property(object_type, spec.field),
         "operator": OPERATORS[spec.operator],
@@ -75,7 +75,7 @@ def search_offset(cursor: str | None) -> int:
 
 
 def search_request(
-    object_type: ObjectType,
+    object_type: WritableType,
     query: SearchQuery,
     *,
     properties: list[str],

@@ -14,7 +14,7 @@ from typing import Final
 
 from core.result import Result
 
-from ..unified import ObjectType
+from ..unified import WritableType
 from .mapping import sobject
 from .soql import FIELD_NAME, Catalog
 from .transport import Sdk, Transport
@@ -67,7 +67,7 @@ def forget(*key: str) -> None:
 
 
 async def fields_of(
-    transport: Transport, object_type: ObjectType, *, org: str
+    transport: Transport, object_type: WritableType, *, org: str
 ) -> Result[ObjectFields]:
     """The object's fields: cached, else ``GET /sobjects/{type}/describe``."""
     name = sobject(object_type)

@@ -26,9 +26,13 @@ from ..base import (
     CrmClient,
     RateLimitPolicy,
     TokenSource,
+    activity_input,
     discard_call,
 )
 from ..unified import (
+    ActivityIn,
+    ActivityType,
+    AnyActivity,
     AnyRecord,
     Association,
     BatchResult,
@@ -37,7 +41,9 @@ from ..unified import (
     RawResponse,
     RecordIn,
     SearchQuery,
+    WritableType,
 )
+from .activities import activity_fields, to_activity
 from .associations import link, linked_ids
 from .batch import run_batch
 from .catalog import ObjectFields, fields_of
@@ -49,7 +55,7 @@ from .wire import QueryAnswer, SaveResult, validate
 Row = dict[str, Any]
 
 
-def missing(object_type: ObjectType, record_id: str) -> NotFound:
+def missing(object_type: WritableType, record_id: str) -> NotFound:
     return NotFound(
         f"{object_type.capitalize()} {record_id} was not found in Salesforce.",
         details={"provider": "salesforce", "id": record_id},
@@ -89,7 +95,7 @@ class SalesforceCrmClient(CrmClient):
             budget=budget,
         )
 
-    async def _fields(self, object_type: ObjectType) -> Result[ObjectFields]:
+    async def _fields(self, object_type: WritableType) -> Result[ObjectFields]:
         return await fields_of(self.transport, object_type, org=self.org_id)
 
     def _page_size(self, fields: ObjectFields, limit: int) -> int:
@@ -107,7 +113,8 @@ class SalesforceCrmClient(CrmClient):
             subject=subject,
         )
 
-    async def _read(self, object_type: ObjectType, record_id: str) -> Result[AnyRecord]:
+    async def _row(self, object_type: WritableType, record_id: str) -> Result[Row]:
+        """One record's every field (``not_found`` when it is not there)."""
         fields = await self._fields(object_type)
         if fields.error is not None:
             return Result.fail(fields.error)
@@ -123,7 +130,33 @@ class SalesforceCrmClient(CrmClient):
         rows = answer.unwrap().records
         if not rows:
             return Result.fail(missing(object_type, record_id))
-        return Result.ok(to_record(object_type, rows[0]))
+        return Result.ok(rows[0])
+
+    async def _read(self, object_type: ObjectType, record_id: str) -> Result[AnyRecord]:
+        row = await self._row(object_type, record_id)
+        if row.error is not None:
+            return Result.fail(row.error)
+        return Result.ok(to_record(object_type, row.unwrap()))
+
+    async def _insert(self, object_type: WritableType, fields: dict[str, Any]) -> Result[str]:
+        """Create one sObject record; its new id."""
+        name = sobject(object_type)
+        created = await self.transport.call(
+            lambda sdk: validate(SaveResult, sdk.sobject(name).create(fields)),
+            sent=fields,
+            kind="write",
+        )
+        if created.error is not None:
+            return Result.fail(created.error)
+        record_id = created.unwrap().id
+        if not record_id:
+            return Result.fail(
+                ProviderError(
+                    f"Salesforce did not return the new {object_type}'s id.",
+                    details={"provider": "salesforce"},
+                )
+            )
+        return Result.ok(record_id)
 
     async def _written(
         self, object_type: ObjectType, record_id: str, sent: Mapping[str, Any]
@@ -184,23 +217,10 @@ class SalesforceCrmClient(CrmClient):
             fields = to_fields(object_type, data, creating=True)
         except AppError as exc:
             return Result.fail(exc)
-        name = sobject(object_type)
-        created = await self.transport.call(
-            lambda sdk: validate(SaveResult, sdk.sobject(name).create(fields)),
-            sent=fields,
-            kind="write",
-        )
+        created = await self._insert(object_type, fields)
         if created.error is not None:
             return Result.fail(created.error)
-        record_id = created.unwrap().id
-        if not record_id:
-            return Result.fail(
-                ProviderError(
-                    f"Salesforce did not return the new {object_type}'s id.",
-                    details={"provider": "salesforce"},
-                )
-            )
-        return await self._written(object_type, record_id, fields)
+        return await self._written(object_type, created.unwrap(), fields)
 
     async def update(
         self, object_type: ObjectType, record_id: str, data: RecordIn
@@ -286,6 +306,20 @@ class SalesforceCrmClient(CrmClient):
     async def search(self, object_type: ObjectType, query: SearchQuery) -> Result[Page[AnyRecord]]:
         """Filters, free text and sort as SOQL (``soql.py``); keyset cursors. Salesforce
         reports no total for a paged query, so ``total`` stays empty."""
+        found = await self._search_rows(object_type, query)
+        if found.error is not None:
+            return Result.fail(found.error)
+        rows, cursor = found.unwrap()
+        return Result.ok(
+            Page[AnyRecord](
+                results=[to_record(object_type, row) for row in rows], next_cursor=cursor
+            )
+        )
+
+    async def _search_rows(
+        self, object_type: WritableType, query: SearchQuery
+    ) -> Result[tuple[builtins.list[Mapping[str, Any]], str | None]]:
+        """One page of rows matching ``query`` and the cursor after it."""
         fields = await self._fields(object_type)
         if fields.error is not None:
             return Result.fail(fields.error)
@@ -305,12 +339,7 @@ class SalesforceCrmClient(CrmClient):
             return Result.fail(answer.error)
         limit = min(query.limit, size)
         rows = answer.unwrap().records
-        page, cursor = next_cursor(rows, limit, sort, print_, done=answer.unwrap().done)
-        return Result.ok(
-            Page[AnyRecord](
-                results=[to_record(object_type, row) for row in page], next_cursor=cursor
-            )
-        )
+        return Result.ok(next_cursor(rows, limit, sort, print_, done=answer.unwrap().done))
 
     # --- associations ----------------------------------------------------------------------
 
@@ -323,6 +352,49 @@ class SalesforceCrmClient(CrmClient):
         self, object_type: ObjectType, record_id: str, to_type: ObjectType
     ) -> Result[builtins.list[str]]:
         return await linked_ids(self.transport, object_type, record_id, to_type)
+
+    # --- activities --------------------------------------------------------------------------
+
+    async def create_activity(
+        self, activity_type: ActivityType, data: ActivityIn
+    ) -> Result[AnyActivity]:
+        """Create the ``Task`` or ``Note`` (``activities.py``) and read it back (built from
+        what was sent if the read fails: the create happened)."""
+        try:
+            fields = activity_fields(activity_input(activity_type, data))
+        except AppError as exc:
+            return Result.fail(exc)
+        created = await self._insert(activity_type, fields)
+        if created.error is not None:
+            return Result.fail(created.error)
+        record_id = created.unwrap()
+        read = await self.get_activity(activity_type, record_id)
+        if read.error is None:
+            return read
+        return Result.ok(to_activity(activity_type, {**fields, "Id": record_id}))
+
+    async def get_activity(
+        self, activity_type: ActivityType, record_id: str
+    ) -> Result[AnyActivity]:
+        if not is_record_id(record_id):
+            return Result.fail(missing(activity_type, record_id))
+        row = await self._row(activity_type, record_id)
+        if row.error is not None:
+            return Result.fail(row.error)
+        return Result.ok(to_activity(activity_type, row.unwrap()))
+
+    async def search_activities(
+        self, activity_type: ActivityType, query: SearchQuery
+    ) -> Result[Page[AnyActivity]]:
+        found = await self._search_rows(activity_type, query)
+        if found.error is not None:
+            return Result.fail(found.error)
+        rows, cursor = found.unwrap()
+        return Result.ok(
+            Page[AnyActivity](
+                results=[to_activity(activity_type, row) for row in rows], next_cursor=cursor
+            )
+        )
 
     # --- anything else -----------------------------------------------------------------------
 

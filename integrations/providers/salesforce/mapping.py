@@ -15,22 +15,34 @@ as ``None`` and is written nowhere (pass a raw field in ``properties`` to store 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 from core.errors import ValidationFailed
 
-from ..unified import INPUT_MODELS, AnyRecord, Company, Contact, Deal, ObjectType, RecordIn
+from ..unified import (
+    INPUT_MODELS,
+    AnyRecord,
+    Company,
+    Contact,
+    Deal,
+    ObjectType,
+    RecordIn,
+    WritableType,
+)
 
-SOBJECTS: Final[dict[ObjectType, str]] = {
+SOBJECTS: Final[dict[WritableType, str]] = {
     "contact": "Contact",
     "company": "Account",
     "deal": "Opportunity",
+    "note": "Note",
+    "task": "Task",
 }
 
-# Unified field -> Salesforce field, per object type.
-FIELD_MAP: Final[dict[ObjectType, dict[str, str]]] = {
+# Unified field -> Salesforce field, per object type (activities: read and searched here,
+# written by ``activities.py``).
+FIELD_MAP: Final[dict[WritableType, dict[str, str]]] = {
     "contact": {
         "email": "Email",
         "first_name": "FirstName",
@@ -38,6 +50,7 @@ FIELD_MAP: Final[dict[ObjectType, dict[str, str]]] = {
         "phone": "Phone",
         "job_title": "Title",
         "company_id": "AccountId",
+        "owner_id": "OwnerId",
     },
     "company": {
         "name": "Name",
@@ -52,6 +65,20 @@ FIELD_MAP: Final[dict[ObjectType, dict[str, str]]] = {
         "stage": "StageName",
         "close_date": "CloseDate",
         "company_id": "AccountId",
+        "owner_id": "OwnerId",
+        "last_activity_at": "LastActivityDate",  # read-only, a date
+    },
+    "note": {"body": "Body", "owner_id": "OwnerId", "timestamp": "CreatedDate"},
+    "task": {
+        "subject": "Subject",
+        "body": "Description",
+        "due_date": "ActivityDate",
+        "status": "Status",
+        "priority": "Priority",
+        "owner_id": "OwnerId",
+        "contact_id": "WhoId",
+        "company_id": "AccountId",
+        "deal_id": "WhatId",
     },
 }
 
@@ -64,17 +91,22 @@ COMMON_FIELDS: Final[dict[str, str]] = {
 }
 
 # Unified fields with no Salesforce field behind them.
-UNMAPPED: Final[dict[ObjectType, frozenset[str]]] = {
+UNMAPPED: Final[dict[WritableType, frozenset[str]]] = {
     "contact": frozenset({"lifecycle_stage"}),
     "company": frozenset(),
     "deal": frozenset(),
+    # A note's one parent is ParentId, whichever type it is.
+    "note": frozenset({"contact_id", "company_id", "deal_id"}),
+    "task": frozenset(),
 }
 
 # Where a free-text search looks.
-TEXT_FIELDS: Final[dict[ObjectType, tuple[str, ...]]] = {
+TEXT_FIELDS: Final[dict[WritableType, tuple[str, ...]]] = {
     "contact": ("FirstName", "LastName", "Email"),
     "company": ("Name", "Website"),
     "deal": ("Name",),
+    "note": ("Title",),
+    "task": ("Subject",),
 }
 
 # Salesforce field types (describe's ``type``) of the fields this module knows, so literals in
@@ -87,6 +119,14 @@ KNOWN_TYPES: Final[dict[str, str]] = {
     "IsDeleted": "boolean",
     "AccountId": "reference",
     "OwnerId": "reference",
+    "LastActivityDate": "date",
+    "WhoId": "reference",
+    "WhatId": "reference",
+    "ParentId": "reference",
+    "Subject": "combobox",
+    "ActivityDate": "date",
+    "Status": "picklist",
+    "Priority": "picklist",
     "Email": "email",
     "FirstName": "string",
     "LastName": "string",
@@ -103,11 +143,11 @@ KNOWN_TYPES: Final[dict[str, str]] = {
 }
 
 
-def sobject(object_type: ObjectType) -> str:
+def sobject(object_type: WritableType) -> str:
     return SOBJECTS[object_type]
 
 
-def salesforce_field(object_type: ObjectType, field: str) -> str:
+def salesforce_field(object_type: WritableType, field: str) -> str:
     """A unified field name as the Salesforce field; other names pass through unchanged.
 
     Raises ``ValidationFailed`` for a unified field Salesforce has no field for."""
@@ -120,7 +160,7 @@ def salesforce_field(object_type: ObjectType, field: str) -> str:
     return COMMON_FIELDS.get(field) or FIELD_MAP[object_type].get(field, field)
 
 
-def default_fields(object_type: ObjectType) -> list[str]:
+def default_fields(object_type: WritableType) -> list[str]:
     """The fields every read selects when the org's full field list is not at hand."""
     mapped = [f for f in FIELD_MAP[object_type].values() if f != "CurrencyIsoCode"]
     return list(dict.fromkeys(["Id", *mapped, "CreatedDate", "LastModifiedDate", "IsDeleted"]))
@@ -129,7 +169,7 @@ def default_fields(object_type: ObjectType) -> list[str]:
 # --- reading ---------------------------------------------------------------------------
 
 
-def _text(value: Any) -> str | None:
+def text_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) and value != "" else None
 
 
@@ -148,8 +188,8 @@ def _int(value: Any) -> int | None:
     return int(number) if number is not None and number == number.to_integral_value() else None
 
 
-def _date(value: Any) -> date | None:
-    text = _text(value)
+def parse_date(value: Any) -> date | None:
+    text = text_or_none(value)
     if text is None:
         return None
     try:
@@ -158,9 +198,14 @@ def _date(value: Any) -> date | None:
         return None
 
 
+def day_start(day: date | None) -> datetime | None:
+    """A Salesforce date as midnight UTC (``LastActivityDate`` is a date)."""
+    return datetime.combine(day, time(), tzinfo=UTC) if day is not None else None
+
+
 def parse_datetime(value: Any) -> datetime | None:
     """Salesforce datetimes: ``2024-06-30T12:00:00.000+0000`` (ISO 8601)."""
-    text = _text(value)
+    text = text_or_none(value)
     if text is None:
         return None
     try:
@@ -171,7 +216,7 @@ def parse_datetime(value: Any) -> datetime | None:
 
 def website_domain(value: Any) -> str | None:
     """``Website`` as a domain: the scheme, any path and a trailing dot dropped."""
-    text = (_text(value) or "").strip()
+    text = (text_or_none(value) or "").strip()
     if "://" in text:
         text = text.split("://", 1)[1]
     host = text.split("/", 1)[0].split("?", 1)[0].rstrip(".")
@@ -191,30 +236,33 @@ def to_record(object_type: ObjectType, raw: Mapping[str, Any]) -> AnyRecord:
     if object_type == "contact":
         return Contact(
             **common,
-            email=_text(raw.get("Email")),
-            first_name=_text(raw.get("FirstName")),
-            last_name=_text(raw.get("LastName")),
-            phone=_text(raw.get("Phone")),
-            job_title=_text(raw.get("Title")),
+            email=text_or_none(raw.get("Email")),
+            first_name=text_or_none(raw.get("FirstName")),
+            last_name=text_or_none(raw.get("LastName")),
+            phone=text_or_none(raw.get("Phone")),
+            job_title=text_or_none(raw.get("Title")),
             lifecycle_stage=None,
-            company_id=_text(raw.get("AccountId")),
+            company_id=text_or_none(raw.get("AccountId")),
+            owner_id=text_or_none(raw.get("OwnerId")),
         )
     if object_type == "company":
         return Company(
             **common,
-            name=_text(raw.get("Name")),
+            name=text_or_none(raw.get("Name")),
             domain=website_domain(raw.get("Website")),
-            industry=_text(raw.get("Industry")),
+            industry=text_or_none(raw.get("Industry")),
             employees=_int(raw.get("NumberOfEmployees")),
         )
     return Deal(
         **common,
-        name=_text(raw.get("Name")),
+        name=text_or_none(raw.get("Name")),
         amount=_decimal(raw.get("Amount")),
-        currency=_text(raw.get("CurrencyIsoCode")),
-        stage=_text(raw.get("StageName")),
-        close_date=_date(raw.get("CloseDate")),
-        company_id=_text(raw.get("AccountId")),
+        currency=text_or_none(raw.get("CurrencyIsoCode")),
+        stage=text_or_none(raw.get("StageName")),
+        close_date=parse_date(raw.get("CloseDate")),
+        company_id=text_or_none(raw.get("AccountId")),
+        owner_id=text_or_none(raw.get("OwnerId")),
+        last_activity_at=day_start(parse_date(raw.get("LastActivityDate"))),
     )
 
 

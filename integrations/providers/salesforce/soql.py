@@ -28,7 +28,7 @@ from typing import Any, Final
 
 from core.errors import ValidationFailed
 
-from ..unified import ObjectType, SearchFilter, SearchQuery
+from ..unified import SearchFilter, SearchQuery, WritableType
 from .mapping import KNOWN_TYPES, TEXT_FIELDS, salesforce_field, sobject
 
 FIELD_NAME: Final = re.compile(r"[A-Za-z0-9_]+")
@@ -161,7 +161,7 @@ class Field:
 
 
 def resolve_field(
-    object_type: ObjectType, name: str, catalog: Catalog | None, *, where: str
+    object_type: WritableType, name: str, catalog: Catalog | None, *, where: str
 ) -> Field:
     """A unified or Salesforce field name, checked; raises ``ValidationFailed``."""
     mapped = salesforce_field(object_type, name)
@@ -205,7 +205,7 @@ def _like(text: str) -> str:
     return "'%" + quote(text, like=True)[1:-1] + "%'"
 
 
-def where_clause(object_type: ObjectType, query: SearchQuery, catalog: Catalog | None) -> str:
+def where_clause(object_type: WritableType, query: SearchQuery, catalog: Catalog | None) -> str:
     """``SearchQuery``'s filters (groups ORed, filters ANDed) and free text, as SOQL."""
     parts: list[str] = []
     if query.query and query.query.strip():
@@ -267,7 +267,7 @@ class Cursor:
     record_id: str
 
 
-def fingerprint(object_type: ObjectType, query: SearchQuery) -> str:
+def fingerprint(object_type: WritableType, query: SearchQuery) -> str:
     shape = query.model_dump(mode="json", exclude={"cursor", "limit"})
     raw = json.dumps([object_type, shape], sort_keys=True, default=str)
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
@@ -316,7 +316,7 @@ def statement(
 
 
 def search_statement(
-    object_type: ObjectType,
+    object_type: WritableType,
     query: SearchQuery,
     *,
     fields: Sequence[str],

@@ -11,7 +11,8 @@ companies ``{prefix}-{i}.example.com``, deals ``{prefix} deal {i}``, ``i`` from 
 (default 1), their modification times one millisecond apart, ending about now; answers
 ``{"created", "ids": [first, last]}``. ``GET /stats?hub_id=&object_type=`` answers ``{"live",
 "archived", "duplicates": {<key>: n}}``: for each key (``email`` or ``domain`` or ``dealname``,
-and ``switchboard_write_id``), how many values more than one live record holds.
+and ``switchboard_write_id``; notes and tasks: the latter), how many values more than one live
+record holds.
 ``GET|POST /webhooks`` reads or sets the webhook subscription (see ``webhooks.py``).
 """
 
@@ -129,10 +130,12 @@ def _portal(hubspot: HubSpotState, raw: Any) -> PortalData:
     return hubspot.portal_data(hub_id)
 
 
-def _schema(raw: Any) -> ObjectSchema:
+def _schema(raw: Any, *, seeding: bool = False) -> ObjectSchema:
     schema = resolve_type(str(raw or ""))
-    if schema is None:
+    if seeding and (schema is None or schema.name not in NATURAL_KEYS):
         raise ValueError("object_type must be contacts, companies or deals")
+    if schema is None:
+        raise ValueError("object_type must be contacts, companies, deals, notes or tasks")
     return schema
 
 
@@ -165,7 +168,7 @@ def seed(request: Request, body: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"Unknown field(s): {sorted(unknown)}")
     data = _portal(hubspot, body.get("hub_id", 62515))
-    schema = _schema(body.get("object_type", "contacts"))
+    schema = _schema(body.get("object_type", "contacts"), seeding=True)
     count = _int(body, "count", 0, 1)
     if count > MAX_SEED:
         raise ValueError(f"count must be at most {MAX_SEED}")
@@ -204,7 +207,7 @@ def stats(request: Request, body: dict[str, Any]) -> dict[str, Any]:
     table = data.table(schema.name)
     live = [r for r in table.values() if not r.archived]
     duplicates: dict[str, int] = {}
-    for key in (NATURAL_KEYS[schema.name], WRITE_ID):
+    for key in (k for k in (NATURAL_KEYS.get(schema.name), WRITE_ID) if k):
         held = Counter(
             value.strip().lower()
             for r in live

@@ -2,14 +2,16 @@
 
 HubSpot-defined association types (developers.hubspot.com, Associations v4, type IDs): every
 labelled association also carries the pair's unlabelled type; a contact (deal) has at most one
-``Primary`` company, and a contact's primary company is its ``associatedcompanyid``.
+``Primary`` company, and a contact's primary company is its ``associatedcompanyid``. Associating
+a note or task with a contact, company or deal logs activity on it: its ``notes_last_updated``
+(Last Activity Date) and modification dates move to now.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .schema import iso_ms
+from .schema import LAST_ACTIVITY, SCHEMAS, iso_ms
 from .state import PortalData, to_ms
 
 
@@ -35,9 +37,26 @@ TYPES: dict[int, AssociationType] = {
         AssociationType(341, "deals", "companies", None, "deal_to_company_unlabeled"),
         AssociationType(6, "companies", "deals", "Primary", "company_to_deal"),
         AssociationType(342, "companies", "deals", None, "company_to_deal_unlabeled"),
+        AssociationType(202, "notes", "contacts", None, "note_to_contact"),
+        AssociationType(201, "contacts", "notes", None, "contact_to_note"),
+        AssociationType(190, "notes", "companies", None, "note_to_company"),
+        AssociationType(189, "companies", "notes", None, "company_to_note"),
+        AssociationType(214, "notes", "deals", None, "note_to_deal"),
+        AssociationType(213, "deals", "notes", None, "deal_to_note"),
+        AssociationType(204, "tasks", "contacts", None, "task_to_contact"),
+        AssociationType(203, "contacts", "tasks", None, "contact_to_task"),
+        AssociationType(192, "tasks", "companies", None, "task_to_company"),
+        AssociationType(191, "companies", "tasks", None, "company_to_task"),
+        AssociationType(216, "tasks", "deals", None, "task_to_deal"),
+        AssociationType(215, "deals", "tasks", None, "deal_to_task"),
     )
 }
-REVERSE = {1: 2, 2: 1, 279: 280, 280: 279, 3: 4, 4: 3, 5: 6, 6: 5, 341: 342, 342: 341}
+REVERSE = {1: 2, 2: 1, 279: 280, 280: 279, 3: 4, 4: 3, 5: 6, 6: 5, 341: 342, 342: 341} | {
+    a: b
+    for pair in ((202, 201), (190, 189), (214, 213), (204, 203), (192, 191), (216, 215))
+    for a, b in (pair, pair[::-1])
+}
+ACTIVITIES = frozenset({"notes", "tasks"})
 DEFAULT = {(t.from_type, t.to_type): t.type_id for t in TYPES.values() if t.label is None}
 PRIMARY = {("contacts", "companies"): 1, ("deals", "companies"): 5}
 
@@ -91,6 +110,29 @@ def _set_primary_company(data: PortalData, contact_id: str, company_id: str | No
         )
 
 
+def _activity_logged(data: PortalData, record_type: str, record_id: str) -> None:
+    """A note or task was just associated with this record: its Last Activity Date (and its
+    modification dates) move to now, as a property change."""
+    record = data.table(record_type).get(record_id)
+    schema = SCHEMAS.get(record_type)
+    if record is None or record.archived or schema is None or schema.activity:
+        return
+    stamp = iso_ms(data.touch(record))
+    record.properties[LAST_ACTIVITY] = stamp
+    for name in schema.modified_props:
+        record.properties[name] = stamp
+    if data.webhooks is not None:
+        data.webhooks.emit(
+            portal_id=data.portal.hub_id,
+            object_type=schema.singular,
+            change="propertyChange",
+            object_id=record_id,
+            occurred_ms=to_ms(record.updated_at),
+            property_name=LAST_ACTIVITY,
+            property_value=stamp,
+        )
+
+
 def _pairs(
     from_type: str, from_id: str, to_type: str, to_id: str, ids: set[int]
 ) -> tuple[tuple[str, str, str, str, set[int]], ...]:
@@ -115,7 +157,11 @@ def link(
                 _drop(data, a_type, a_id, b_type, other, {primary})
         if a_type == "contacts":
             _set_primary_company(data, a_id, b_id)
+    new = to_id not in data.links(from_type, from_id, to_type)
     _add(data, from_type, from_id, to_type, to_id, ids)
+    if new and (from_type in ACTIVITIES) != (to_type in ACTIVITIES):
+        logged_on = (to_type, to_id) if from_type in ACTIVITIES else (from_type, from_id)
+        _activity_logged(data, *logged_on)
 
 
 def unlink(

@@ -4,7 +4,8 @@ Count it (by route and by the portal its token names); apply injected faults (la
 answer, a 5xx, a request held before or after the handler, a 429: see ``..state``); authenticate
 the bearer token (401 ``INVALID_AUTHENTICATION`` / ``EXPIRED_AUTHENTICATION``); charge the
 portal's rate limits (429; searches also count in the one-second search window); resolve the
-object type and check the token's scopes (403 ``MISSING_SCOPES``); then run the handler. Handlers
+object type and check the token's scopes (403 ``MISSING_SCOPES``; notes and tasks take the
+contacts scopes); then run the handler. Handlers
 are plain functions run under the sandbox lock, so each call is atomic. Every answer that names a
 portal carries its ``X-HubSpot-RateLimit-*`` headers.
 """
@@ -228,7 +229,7 @@ def _handle(
     schema = resolve_type(type_name)
     if schema is None:
         return errors.unknown_object_type(type_name)
-    needed = f"crm.objects.{schema.name}.{access}"
+    needed = f"crm.objects.{schema.scope_name}.{access}"
     if needed not in token.scopes:
         return errors.missing_scopes([needed])
     body = _parse_body(raw, request.method)

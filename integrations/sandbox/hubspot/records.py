@@ -61,8 +61,16 @@ def contact_by_email(data: PortalData, email: str, *, exclude: str | None = None
 def check_write(
     data: PortalData, schema: ObjectSchema, properties: Any, *, record_id: str | None = None
 ) -> dict[str, str | None] | Response:
-    """Validated values to store, or HubSpot's 400 / 409 answer."""
+    """Validated values to store, or HubSpot's 400 / 409 answer (``record_id``: an update's
+    record; without it the write is a create, which must set the required properties)."""
     values, problems = validate(schema, properties)
+    if record_id is None and isinstance(properties, dict):
+        named = {p.name for p in problems}
+        problems.extend(
+            PropertyError(name, "REQUIRED_PROPERTY", f"{name} is required")
+            for name in schema.required
+            if values.get(name) is None and name not in named
+        )
     company = values.get("associatedcompanyid")
     if schema.name == "contacts" and company and live(data, resolve_companies(), company) is None:
         problems.append(
@@ -127,7 +135,7 @@ def create(
     record_id = hubspot.next_id()
     moment = data.stamp()
     properties = {k: v for k, v in values.items() if v is not None}
-    properties |= {"hs_object_id": record_id, "createdate": iso_ms(moment)}
+    properties |= {"hs_object_id": record_id, schema.created: iso_ms(moment)}
     properties |= dict.fromkeys(schema.modified_props, iso_ms(moment))
     record = Record(record_id, schema.name, properties, moment, moment)
     data.insert(record)
@@ -148,7 +156,7 @@ def notify(
 ) -> None:
     """Queue the webhook events of one change (each changed property of an update)."""
     sink = data.webhooks
-    if sink is None:
+    if sink is None or schema.activity:  # app subscriptions cover contacts, companies, deals
         return
     moment = record.archived_at if change == "deletion" and record.archived_at else None
     occurred = to_ms(moment or record.updated_at)

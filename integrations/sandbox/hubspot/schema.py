@@ -5,8 +5,15 @@ Each object type has HubSpot's standard properties that Switchboard touches plus
 property Switchboard creates in every portal it writes to (a string, searchable, that tags each
 record it creates, so a write whose answer was lost can be found). Contacts carry both
 ``lastmodifieddate`` and ``hs_lastmodifieddate``; companies and deals ``hs_lastmodifieddate``.
-Values are stored as HubSpot returns them: strings, numbers normalised, datetimes as ISO 8601 with
-milliseconds and ``Z``.
+Contacts, companies and deals also carry ``notes_last_updated`` ("Last Activity Date", read-only:
+set when a note or task is associated with them, see ``graph.py``).
+
+Notes (``0-46``) and tasks (``0-27``) are activities: created ``hs_createdate`` rather than
+``createdate``, ``hs_timestamp`` required on create (a note's time, a task's due time), scoped by
+the contacts scopes (``crm.objects.contacts.read``/``write``, as HubSpot documents), and never
+delivered to webhook subscriptions (HubSpot's app subscriptions cover contacts, companies and
+deals). Values are stored as HubSpot returns them: strings, numbers normalised, datetimes as ISO
+8601 with milliseconds and ``Z``.
 """
 
 from __future__ import annotations
@@ -69,8 +76,21 @@ INDUSTRIES = (
     "TELECOMMUNICATIONS",
 )
 CURRENCIES = ("USD", "EUR", "GBP", "CAD", "AUD", "CHF", "JPY")
+TASK_STATUSES = ("NOT_STARTED", "IN_PROGRESS", "WAITING", "COMPLETED", "DEFERRED")
+TASK_PRIORITIES = ("NONE", "LOW", "MEDIUM", "HIGH")
+TASK_TYPES = ("EMAIL", "CALL", "TODO")
 WRITE_ID = "switchboard_write_id"
-READ_ONLY = frozenset({"hs_object_id", "createdate", "lastmodifieddate", "hs_lastmodifieddate"})
+LAST_ACTIVITY = "notes_last_updated"
+READ_ONLY = frozenset(
+    {
+        "hs_object_id",
+        "createdate",
+        "hs_createdate",
+        "lastmodifieddate",
+        "hs_lastmodifieddate",
+        LAST_ACTIVITY,
+    }
+)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -92,10 +112,18 @@ class ObjectSchema:
     defaults: tuple[str, ...]  # properties returned when none are asked for
     searchable: tuple[str, ...]  # properties a search ``query`` looks in
     props: dict[str, Prop] = field(default_factory=dict)
+    created: str = "createdate"  # activities say hs_createdate
+    scope: str = ""  # the scopes' object name, when not ``name`` (activities: contacts)
+    activity: bool = False
+    required: tuple[str, ...] = ()  # properties a create must set
+
+    @property
+    def scope_name(self) -> str:
+        return self.scope or self.name
 
     def base_properties(self) -> tuple[str, ...]:
         """Always returned: the id and the create and modify dates."""
-        return ("createdate", "hs_object_id", self.last_modified)
+        return (self.created, "hs_object_id", self.last_modified)
 
     @property
     def modified_props(self) -> tuple[str, ...]:
@@ -112,15 +140,19 @@ def _schema(
     defaults: tuple[str, ...],
     searchable: tuple[str, ...],
     props: list[Prop],
+    activity: bool = False,
 ) -> ObjectSchema:
+    created = "hs_createdate" if activity else "createdate"
     common = [
         Prop("hs_object_id", "number"),
-        Prop("createdate", "datetime"),
+        Prop(created, "datetime"),
         Prop(last_modified, "datetime"),
         Prop("hs_lastmodifieddate", "datetime"),
         Prop("hubspot_owner_id"),
         Prop(WRITE_ID),  # custom, created by Switchboard in every portal
     ]
+    if not activity:
+        common.append(Prop(LAST_ACTIVITY, "datetime"))
     return ObjectSchema(
         name,
         singular,
@@ -129,6 +161,10 @@ def _schema(
         defaults,
         searchable,
         {prop.name: prop for prop in common + props},
+        created=created,
+        scope="contacts" if activity else "",
+        activity=activity,
+        required=("hs_timestamp",) if activity else (),
     )
 
 
@@ -209,7 +245,39 @@ DEALS = _schema(
         Prop("renewal_count", "number", integer=True),  # custom
     ],
 )
-SCHEMAS: dict[str, ObjectSchema] = {s.name: s for s in (CONTACTS, COMPANIES, DEALS)}
+NOTES = _schema(
+    "notes",
+    "note",
+    "0-46",
+    "hs_lastmodifieddate",
+    defaults=("hs_createdate", "hs_lastmodifieddate", "hs_object_id"),
+    searchable=("hs_note_body",),
+    props=[
+        Prop("hs_timestamp", "datetime"),
+        Prop("hs_note_body"),
+        Prop("hs_attachment_ids"),
+    ],
+    activity=True,
+)
+TASKS = _schema(
+    "tasks",
+    "task",
+    "0-27",
+    "hs_lastmodifieddate",
+    defaults=("hs_createdate", "hs_lastmodifieddate", "hs_object_id"),
+    searchable=("hs_task_subject", "hs_task_body"),
+    props=[
+        Prop("hs_timestamp", "datetime"),
+        Prop("hs_task_subject"),
+        Prop("hs_task_body"),
+        Prop("hs_task_status", "enumeration", TASK_STATUSES),
+        Prop("hs_task_priority", "enumeration", TASK_PRIORITIES),
+        Prop("hs_task_type", "enumeration", TASK_TYPES),
+        Prop("hs_task_reminders", "datetime"),
+    ],
+    activity=True,
+)
+SCHEMAS: dict[str, ObjectSchema] = {s.name: s for s in (CONTACTS, COMPANIES, DEALS, NOTES, TASKS)}
 _ALIASES = {alias: s.name for s in SCHEMAS.values() for alias in (s.name, s.singular, s.type_id)}
 
 

@@ -16,8 +16,8 @@ rotation.
 opportunity {i}``, ``i`` from ``start`` (default 1), their ``SystemModstamp`` one millisecond
 apart, ending about now; answers ``{"created", "ids": [first, last]}``. ``GET
 /stats?org=&sobject=`` answers ``{"live", "deleted", "archived" (= deleted), "duplicates":
-{<key>: n}}``: for each key (``Email`` or ``Name``, and ``Switchboard_Write_Id__c``), how many
-values more than one live record holds. ``POST /recycle-bin/empty`` ``{"org"?}`` empties the
+{<key>: n}}``: for each key (``Email`` or ``Name``, and ``Switchboard_Write_Id__c``; Task and
+Note: those of them they have), how many values more than one live record holds. ``POST /recycle-bin/empty`` ``{"org"?}`` empties the
 recycle bin (``queryAll`` no longer sees those deleted records).
 """
 
@@ -37,6 +37,7 @@ from .state import DEFAULT_SCOPES, OrgData, Record, SalesforceState
 
 MAX_SEED = 200_000
 NATURAL_KEYS = {"Contact": "Email", "Account": "Name", "Opportunity": "Name"}
+COUNTED = {**NATURAL_KEYS, "Task": "Subject", "Note": "Title"}  # what stats answers for
 CONFIG_INTS = {"access_token_ttl": 1, "code_ttl": 0}  # code_ttl 0: codes are born expired
 CONFIG_BOOLS = ("rotate_refresh_tokens",)
 REASONS = {
@@ -247,11 +248,13 @@ def stats(request: Request, body: dict[str, Any]) -> dict[str, Any]:
     salesforce = _salesforce(request)
     query = request.query_params
     data = _org(salesforce, query.get("org", body.get("org", "acme")))
-    sobject = _seedable(query.get("sobject", body.get("sobject", "Contact")))
+    sobject = resolve(str(query.get("sobject", body.get("sobject", "Contact"))))
+    if sobject is None or sobject.name not in COUNTED:
+        raise ValueError(f"sobject must be one of {sorted(COUNTED)}")
     table = data.table(sobject.name)
     live = [r for r in table.values() if not r.deleted]
     duplicates: dict[str, int] = {}
-    for key in (NATURAL_KEYS[sobject.name], WRITE_ID):
+    for key in (k for k in (COUNTED[sobject.name], WRITE_ID) if sobject.field(k)):
         held = Counter(
             str(value).strip().casefold()
             for r in live

@@ -8,7 +8,9 @@ of the wrong type: ``JSON_PARSER_ERROR`` or ``INVALID_TYPE_ON_FIELD_IN_RECORD``)
 (``INVALID_FIELD_FOR_INSERT_UPDATE``), lookups (``MALFORMED_ID``, ``FIELD_INTEGRITY_EXCEPTION``,
 ``INVALID_CROSS_REFERENCE_KEY``, ``ENTITY_IS_DELETED``), then required fields
 (``REQUIRED_FIELD_MISSING``). Deleting a record keeps it, with ``IsDeleted`` set (the recycle
-bin, which ``queryAll`` sees), and deletes its dependants as Salesforce cascades.
+bin, which ``queryAll`` sees), and deletes its dependants as Salesforce cascades (contact roles,
+and the tasks and notes logged on it).
+A task's derived fields and the ``LastActivityDate`` it sets are in ``activities.py``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from . import errors, ids
+from .activities import derive_task, log_activity
 from .guard import Call, rest
 from .schema import (
     SOBJECTS,
@@ -34,11 +37,26 @@ from .state import OrgData, Record, SalesforceState
 
 CASCADES: dict[str, tuple[tuple[str, str], ...]] = {
     # parent type -> (child type, lookup field) deleted with it
-    "Account": (("Contact", "AccountId"), ("Opportunity", "AccountId")),
-    "Contact": (("OpportunityContactRole", "ContactId"),),
-    "Opportunity": (("OpportunityContactRole", "OpportunityId"),),
+    "Account": (
+        ("Contact", "AccountId"),
+        ("Opportunity", "AccountId"),
+        ("Task", "WhatId"),
+        ("Note", "ParentId"),
+    ),
+    "Contact": (("OpportunityContactRole", "ContactId"), ("Task", "WhoId"), ("Note", "ParentId")),
+    "Opportunity": (
+        ("OpportunityContactRole", "OpportunityId"),
+        ("Task", "WhatId"),
+        ("Note", "ParentId"),
+    ),
 }
 CLOSED_STAGES = {"Closed Won": (True, True), "Closed Lost": (True, False)}
+# Values a create leaves to Salesforce, per sObject.
+CREATE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "OpportunityContactRole": {"IsPrimary": False},
+    "Task": {"Status": "Not Started", "Priority": "Normal", "TaskSubtype": "Task"},
+    "Note": {"IsPrivate": False},
+}
 
 
 def url(version: str, sobject: str, record_id: str) -> str:
@@ -131,8 +149,9 @@ def check_write(
     return values
 
 
-def _derive(record: Record) -> None:
-    """Fields Salesforce computes: a contact's Name, an opportunity's IsClosed and IsWon."""
+def _derive(data: OrgData, record: Record, stamp: str) -> None:
+    """Fields Salesforce computes: a contact's Name, an opportunity's IsClosed and IsWon, a
+    task's IsClosed, IsHighPriority, AccountId and CompletedDateTime (``stamp``: now)."""
     values = record.values
     if record.sobject == "Contact":
         values["Name"] = " ".join(p for p in (values.get("FirstName"), values.get("LastName")) if p)
@@ -140,6 +159,8 @@ def _derive(record: Record) -> None:
         values["IsClosed"], values["IsWon"] = CLOSED_STAGES.get(
             str(values.get("StageName")), (False, False)
         )
+    elif record.sobject == "Task":
+        derive_task(data, record, stamp)
 
 
 def create(
@@ -161,12 +182,12 @@ def create(
     }
     if "OwnerId" in stored:
         stored["OwnerId"] = user
-    if sobject.name == "OpportunityContactRole":
-        stored["IsPrimary"] = False
+    stored |= CREATE_DEFAULTS.get(sobject.name, {})
     stored |= {k: v for k, v in values.items() if v is not None or k not in ("OwnerId",)}
     record = Record(record_id, sobject.name, stored)
-    _derive(record)
+    _derive(data, record, stamp)
     data.insert(record, stamp_ms)
+    log_activity(data, record)
     return record
 
 
@@ -178,7 +199,8 @@ def update(data: OrgData, record: Record, values: dict[str, Any]) -> None:
         "LastModifiedById": data.org.user_id,
         "SystemModstamp": stamp,
     }
-    _derive(record)
+    _derive(data, record, stamp)
+    log_activity(data, record)
 
 
 def delete(data: OrgData, record: Record) -> None:

@@ -1,10 +1,12 @@
 """The sObjects the sandbox knows, their fields, and how values are checked and stored.
 
-Contact, Account, Opportunity and OpportunityContactRole are writable; Organization is read-only.
-Each has the standard fields Switchboard touches, the system fields every sObject has (``Id``,
-``IsDeleted``, ``CreatedDate``, ``CreatedById``, ``LastModifiedDate``, ``LastModifiedById``,
-``SystemModstamp``), on Contact a custom field (``Favorite_Color__c``) and, on Contact, Account
-and Opportunity, the External ID field ``Switchboard_Write_Id__c``. Values are stored as
+Contact, Account, Opportunity, OpportunityContactRole, Task and (classic) Note are writable;
+Organization is read-only. Each has the standard fields Switchboard touches, the system fields
+every sObject has (``Id``, ``IsDeleted``, ``CreatedDate``, ``CreatedById``, ``LastModifiedDate``,
+``LastModifiedById``, ``SystemModstamp``), on Contact a custom field (``Favorite_Color__c``) and,
+on Contact, Account and Opportunity, the External ID field ``Switchboard_Write_Id__c``; Task has
+it as an activity custom field (activities take no External IDs), and Note has none (Note takes
+no custom fields). Contact, Account and Opportunity carry the read-only ``LastActivityDate``. Values are stored as
 the REST API returns them: strings, numbers, booleans, dates as ``YYYY-MM-DD`` and datetimes as
 ``YYYY-MM-DDTHH:MM:SS.sss+0000``. Field names are matched case-insensitively, as Salesforce does.
 """
@@ -21,6 +23,7 @@ from . import ids
 FieldType = Literal[
     "id",
     "string",
+    "combobox",
     "email",
     "phone",
     "url",
@@ -35,7 +38,7 @@ FieldType = Literal[
     "date",
     "datetime",
 ]
-TEXT_TYPES = frozenset({"string", "email", "phone", "url", "textarea", "picklist"})
+TEXT_TYPES = frozenset({"string", "combobox", "email", "phone", "url", "textarea", "picklist"})
 ID_TYPES = frozenset({"id", "reference"})
 NUMBER_TYPES = frozenset({"currency", "double", "percent", "int"})
 SOAP_TYPES: dict[str, str] = {
@@ -100,6 +103,10 @@ ROLES = (
     "Technical Buyer",
     "Other",
 )
+TASK_STATUSES = ("Not Started", "In Progress", "Completed", "Waiting on someone else", "Deferred")
+CLOSED_TASK_STATUSES = frozenset({"Completed"})
+TASK_PRIORITIES = ("High", "Normal", "Low")
+TASK_SUBTYPES = ("Task", "Email", "ListEmail", "Cadence", "Call")
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,7 @@ class Field:
     name_field: bool = False
     custom: bool = False
     external_id: bool = False
+    polymorphic: bool = False  # a lookup to more than one sObject (WhoId, WhatId, ParentId)
 
     @property
     def required(self) -> bool:
@@ -207,6 +215,9 @@ WRITE_ID = "Switchboard_Write_Id__c"
 # The External ID field Switchboard creates on the objects it writes: it tags every record it
 # creates, so a write whose answer was lost can be found (filterable, not unique).
 WRITE_ID_FIELD = Field(WRITE_ID, "Switchboard Write ID", length=255, custom=True, external_id=True)
+LAST_ACTIVITY_FIELD = Field(
+    "LastActivityDate", "Last Activity", "date", createable=False, updateable=False
+)
 
 
 def _ref(name: str, label: str, target: str, *, required: bool = False, **kw: Any) -> Field:
@@ -254,6 +265,7 @@ CONTACT = SObject(
         Field("MailingCountry", "Mailing Country", length=80),
         Field("Description", "Contact Description", "textarea", length=32000),
         Field("Favorite_Color__c", "Favorite Color", length=255, custom=True),
+        LAST_ACTIVITY_FIELD,
         WRITE_ID_FIELD,
         *_system()[2:],
     ),
@@ -275,6 +287,7 @@ ACCOUNT = SObject(
         Field("BillingCity", "Billing City", length=40),
         Field("BillingCountry", "Billing Country", length=80),
         Field("Description", "Account Description", "textarea", length=32000),
+        LAST_ACTIVITY_FIELD,
         WRITE_ID_FIELD,
         *_system()[2:],
     ),
@@ -313,6 +326,7 @@ OPPORTUNITY = SObject(
             updateable=False,
             defaulted=True,
         ),
+        LAST_ACTIVITY_FIELD,
         WRITE_ID_FIELD,
         *_system()[2:],
     ),
@@ -329,6 +343,107 @@ CONTACT_ROLE = SObject(
         Field("Role", "Role", "picklist", length=40, picklist=ROLES),
         Field("IsPrimary", "Primary", "boolean", nillable=False, defaulted=True),
         *_system(owner=False)[2:],
+    ),
+)
+
+
+def _derived(name: str, label: str, kind: FieldType, **kw: Any) -> Field:
+    """A field Salesforce computes: never written, defaulted on create."""
+    return Field(name, label, kind, createable=False, updateable=False, defaulted=True, **kw)
+
+
+TASK = SObject(
+    "Task",
+    "Task",
+    "Tasks",
+    "00T",
+    (
+        *_system()[:2],
+        Field(
+            "WhoId",
+            "Name ID",
+            "reference",
+            length=18,
+            reference_to=("Contact", "Lead"),
+            relationship="Who",
+            polymorphic=True,
+        ),
+        Field(
+            "WhatId",
+            "Related To ID",
+            "reference",
+            length=18,
+            reference_to=("Account", "Opportunity"),
+            relationship="What",
+            polymorphic=True,
+        ),
+        Field("Subject", "Subject", "combobox", length=255, name_field=True),
+        Field("ActivityDate", "Due Date Only", "date"),
+        Field(
+            "Status",
+            "Status",
+            "picklist",
+            length=40,
+            nillable=False,
+            defaulted=True,
+            picklist=TASK_STATUSES,
+        ),
+        Field(
+            "Priority",
+            "Priority",
+            "picklist",
+            length=40,
+            nillable=False,
+            defaulted=True,
+            picklist=TASK_PRIORITIES,
+        ),
+        _derived("IsHighPriority", "High Priority", "boolean", nillable=False),
+        Field("Description", "Description", "textarea", length=32000),
+        _derived("IsClosed", "Closed", "boolean", nillable=False),
+        _derived(
+            "AccountId",
+            "Account ID",
+            "reference",
+            length=18,
+            reference_to=("Account",),
+            relationship="Account",
+        ),
+        Field(
+            "TaskSubtype",
+            "Task Subtype",
+            "picklist",
+            length=40,
+            updateable=False,
+            defaulted=True,
+            picklist=TASK_SUBTYPES,
+        ),
+        _derived("CompletedDateTime", "Completed Date/Time", "datetime"),
+        replace(WRITE_ID_FIELD, external_id=False),
+        *_system()[2:],
+    ),
+)
+NOTE = SObject(
+    "Note",
+    "Note",
+    "Notes",
+    "002",
+    (
+        *_system()[:2],
+        Field(
+            "ParentId",
+            "Parent ID",
+            "reference",
+            length=18,
+            nillable=False,
+            updateable=False,
+            reference_to=("Account", "Contact", "Opportunity"),
+            relationship="Parent",
+            polymorphic=True,
+        ),
+        Field("Title", "Title", length=80, nillable=False, name_field=True),
+        Field("IsPrivate", "Private", "boolean", nillable=False, defaulted=True),
+        Field("Body", "Body", "textarea", length=32000),
+        *_system()[2:],
     ),
 )
 
@@ -360,7 +475,7 @@ ORGANIZATION = SObject(
 )
 
 SOBJECTS: dict[str, SObject] = {
-    s.name: s for s in (ACCOUNT, CONTACT, OPPORTUNITY, CONTACT_ROLE, ORGANIZATION)
+    s.name: s for s in (ACCOUNT, CONTACT, OPPORTUNITY, CONTACT_ROLE, TASK, NOTE, ORGANIZATION)
 }
 _BY_LOWER = {name.lower(): s for name, s in SOBJECTS.items()}
 BY_PREFIX = {s.prefix: s for s in SOBJECTS.values()}
@@ -613,7 +728,7 @@ def describe_field(spec: Field) -> dict[str, Any]:
             {"active": True, "defaultValue": False, "label": v, "validFor": None, "value": v}
             for v in spec.picklist
         ],
-        "polymorphicForeignKey": False,
+        "polymorphicForeignKey": spec.polymorphic,
         "precision": 18 if numeric and kind != "int" else 0,
         "queryByDistance": False,
         "referenceTargetField": None,
@@ -688,9 +803,19 @@ CHILDREN: dict[str, list[tuple[str, str, str]]] = {
     "Account": [
         ("Contact", "AccountId", "Contacts"),
         ("Opportunity", "AccountId", "Opportunities"),
+        ("Task", "WhatId", "Tasks"),
+        ("Note", "ParentId", "Notes"),
     ],
-    "Contact": [("OpportunityContactRole", "ContactId", "OpportunityContactRoles")],
-    "Opportunity": [("OpportunityContactRole", "OpportunityId", "OpportunityContactRoles")],
+    "Contact": [
+        ("OpportunityContactRole", "ContactId", "OpportunityContactRoles"),
+        ("Task", "WhoId", "Tasks"),
+        ("Note", "ParentId", "Notes"),
+    ],
+    "Opportunity": [
+        ("OpportunityContactRole", "OpportunityId", "OpportunityContactRoles"),
+        ("Task", "WhatId", "Tasks"),
+        ("Note", "ParentId", "Notes"),
+    ],
 }
 
 
@@ -700,7 +825,7 @@ def describe(sobject: SObject, version: str) -> dict[str, Any]:
         "actionOverrides": [],
         "childRelationships": [
             {
-                "cascadeDelete": child == "OpportunityContactRole",
+                "cascadeDelete": child in ("OpportunityContactRole", "Task", "Note"),
                 "childSObject": child,
                 "deprecatedAndHidden": False,
                 "field": name,
