@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import pytest
+import redis
 from asgiref.sync import async_to_sync
 
 from accounts.models import Organization
@@ -22,6 +25,23 @@ from workflows.runner import run_execute
 from workflows.services import workflow_ensure_defaults
 
 WRITE_ID = "switchboard_write_id"
+
+
+@pytest.fixture(scope="session")
+def workflow_queue() -> Iterator[str]:
+    """This test session's run queue: messages no worker consumes (runs started by tests that
+    drive them in-process) are dropped with it instead of piling up in Redis."""
+    name = f"test-workflows-{uuid.uuid4().hex[:12]}"
+    yield name
+    if url := os.environ.get("REDIS_URL"):
+        client = redis.Redis.from_url(url)
+        client.delete(name, f"_kombu.binding.{name}", f"_kombu.binding_permanent.{name}")
+        client.close()
+
+
+@pytest.fixture(autouse=True)
+def _session_workflow_queue(settings: Any, workflow_queue: str) -> None:
+    settings.WORKFLOW_QUEUE = workflow_queue
 
 
 @pytest.fixture
