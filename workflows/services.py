@@ -332,7 +332,8 @@ def approval_decide(
 
 
 def runs_watchdog() -> int:
-    """Queue again the running runs whose worker went silent (it died); returns how many."""
+    """Queue again the running runs whose worker went silent (it died), and send again the
+    queued runs no worker took for a lease's length (a lost message); returns how many."""
     stale = list(
         WorkflowRun.objects.filter(
             status=RunStatus.RUNNING, heartbeat_at__lt=stale_before()
@@ -348,7 +349,17 @@ def runs_watchdog() -> int:
                 requeued += 1
                 _enqueue(run_id)
                 logger.warning("workflow run %s lost its worker; queued again", run_id)
-    return requeued
+    # A second message for a run whose first one is still coming is harmless: one claim wins.
+    forgotten = list(
+        WorkflowRun.objects.filter(
+            status=RunStatus.QUEUED, updated_at__lt=stale_before()
+        ).values_list("pk", flat=True)[:500]
+    )
+    for run_id in forgotten:
+        with transaction.atomic():
+            WorkflowRun.objects.filter(pk=run_id).update(updated_at=timezone.now())
+            _enqueue(run_id)
+    return requeued + len(forgotten)
 
 
 def workflows_schedule_due() -> int:

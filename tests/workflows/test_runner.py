@@ -239,7 +239,14 @@ def test_the_watchdog_queues_a_run_whose_worker_went_silent(
     WorkflowRun.objects.filter(pk=fresh.pk).update(
         status=RunStatus.RUNNING, lease_owner="live-worker", heartbeat_at=timezone.now()
     )
-    assert runs_watchdog() == 1
+    queued_long_ago = start(workflows, lead.contact_id)
+    WorkflowRun.objects.filter(pk=queued_long_ago.pk).update(
+        updated_at=timezone.now() - timedelta(seconds=settings.WORKFLOW_LEASE_SECONDS + 1)
+    )
+    assert runs_watchdog() == 2, "the silent run and the forgotten queued one"
+    queued_long_ago.refresh_from_db()
+    assert queued_long_ago.updated_at > timezone.now() - timedelta(seconds=5)
+    assert runs_watchdog() == 0
     run.refresh_from_db()
     assert (run.status, run.lease_owner) == (RunStatus.QUEUED, "")
     assert drive(run).status == RunStatus.WAITING_APPROVAL
