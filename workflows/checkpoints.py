@@ -73,9 +73,3 @@ def checkpoint_setup(alias: str = "default") -> None:
 
         with SqliteSaver.from_conn_string(str(sqlite_path())) as saver:
             saver.setup()
-
-
-async def checkpoint_delete(thread_id: str) -> None:
-    """Forget a thread's checkpoints (when its runs are deleted)."""
-    async with checkpointer() as saver:
-        await saver.adelete_thread(thread_id)

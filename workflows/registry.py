@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from langgraph.graph.state import StateGraph
@@ -32,7 +32,6 @@ class GraphSpec:
     input_schema: type[BaseModel]
     trigger_object_types: tuple[str, ...] = ()
     trigger_input: Callable[[CrmRecord], dict[str, Any]] | None = None
-    writes: tuple[str, ...] = field(default=())
 
     def validate_config(self, raw: dict[str, Any] | None) -> BaseModel:
         return _validated(self.config_schema, raw or {}, "config")

@@ -27,7 +27,7 @@ from accounts.audit import Actor
 from core.errors import AppError, NotFound, ValidationFailed
 from core.result import Result
 from integrations.models import Connection, CrmRecord, CrmWrite
-from integrations.outbox.service import TERMINAL, WriteOutcome, write_submit
+from integrations.outbox.service import WriteOutcome, write_submit
 from integrations.providers.unified import OBJECT_TYPES, ObjectType
 from integrations.services.calls import crm_client_for
 from integrations.sync.mirror import unified_fields
@@ -273,7 +273,6 @@ async def mirror_fields(
 
 
 __all__ = [
-    "TERMINAL",
     "CrmTools",
     "ProposedWrite",
     "RecordView",

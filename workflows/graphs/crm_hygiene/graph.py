@@ -41,6 +41,5 @@ SPEC = register(
         build=build,
         config_schema=HygieneConfig,
         input_schema=HygieneInput,
-        writes=("contact", "company", "deal"),
     )
 )

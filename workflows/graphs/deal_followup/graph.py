@@ -39,6 +39,5 @@ SPEC = register(
         build=build,
         config_schema=FollowupConfig,
         input_schema=FollowupInput,
-        writes=("task", "note"),
     )
 )
