@@ -11,6 +11,7 @@ from django.test import Client, override_settings
 from accounts.keys import prefix_of
 from accounts.models import ApiKey, Organization, Role
 from config.api import api as ninja_api
+from core.throttling import parse_rate
 from tests.conftest import Api, assert_envelope_error, assert_envelope_ok, new_key
 
 
@@ -97,9 +98,8 @@ def test_throttled_caller_gets_429_with_retry_after(
 ) -> None:
     throttles = ninja_api.throttle
     assert isinstance(throttles, list)
-    throttle = throttles[1]  # AuthRateThrottle
-    monkeypatch.setattr(throttle, "num_requests", 2)
-    monkeypatch.setattr(throttle, "duration", 60)
+    throttle = throttles[1]  # CallerThrottle
+    monkeypatch.setattr(throttle, "item", parse_rate("2/m"))
     assert_envelope_ok(api.get("/api/v1/me"))
     assert_envelope_ok(api.get("/api/v1/me"))
     response = api.get("/api/v1/me")
