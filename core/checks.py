@@ -1,10 +1,14 @@
-"""Deploy checks: production must not run on the secrets generated for the embedded stack."""
+"""Deploy checks: production must not run on the secrets generated for the embedded stack, and
+the security middleware must be in place (under the subclass names core.inline_middleware
+gives them)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.conf import settings
+from django.middleware import clickjacking, csrf, security
+from django.utils.module_loading import import_string
 from django.core.checks import CheckMessage, Tags, Warning, register
 
 
@@ -44,3 +48,25 @@ def generated_secrets(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
             )
         )
     return messages
+
+
+# What Django's security.W001-W003 look for, matched as classes rather than dotted paths.
+_REQUIRED_MIDDLEWARE = (
+    (security.SecurityMiddleware, "HSTS, nosniff, referrer policy and SSL redirect"),
+    (clickjacking.XFrameOptionsMiddleware, "the X-Frame-Options header"),
+    (csrf.CsrfViewMiddleware, "CSRF protection"),
+)
+
+
+@register(Tags.security, deploy=True)
+def security_middleware(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    installed = [import_string(path) for path in settings.MIDDLEWARE]
+    return [
+        Warning(
+            f"No {required.__name__} (or subclass) in MIDDLEWARE: {purpose} is off.",
+            hint=f"Add core.inline_middleware.{required.__name__}.",
+            id="switchboard.W005",
+        )
+        for required, purpose in _REQUIRED_MIDDLEWARE
+        if not any(isinstance(cls, type) and issubclass(cls, required) for cls in installed)
+    ]
