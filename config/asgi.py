@@ -1,7 +1,12 @@
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+django.setup(set_prefix=False)
 
-application = get_asgi_application()
+from django.conf import settings  # noqa: E402
+
+from core.asgi import PooledThreadsASGIHandler  # noqa: E402
+
+application = PooledThreadsASGIHandler(threads=settings.ASGI_DB_THREADS)

@@ -123,6 +123,10 @@ else:
 DATABASES: dict[str, dict[str, Any]] = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# API requests run their database work on this many long-lived threads per web process
+# (core.asgi); other pages keep Django's thread per request.
+ASGI_DB_THREADS = env_int("ASGI_DB_THREADS", 4)
+
 # Redis (broker and cache) when REDIS_URL is set; a file cache and kombu's filesystem
 # transport under var/ otherwise. Both work across processes on one machine.
 REDIS_URL = env_str("REDIS_URL")
