@@ -20,6 +20,7 @@ from core.envelope import PaginationMeta
 from core.errors import ValidationFailed
 
 M = TypeVar("M", bound=Model)
+R = TypeVar("R")
 
 
 class PageParams(Schema):
@@ -52,8 +53,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         ) from exc
 
 
-async def paginate(queryset: QuerySet[M], params: PageParams) -> tuple[list[M], PaginationMeta]:
-    """One page of ``queryset`` (newest first) and its ``meta.pagination``."""
+async def paginate(queryset: QuerySet[M, R], params: PageParams) -> tuple[list[R], PaginationMeta]:
+    """One page of ``queryset`` (newest first) and its ``meta.pagination``; a ``values()``
+    queryset gives dicts, which must hold ``created_at`` and ``id``."""
     ordered = queryset.order_by("-created_at", "-pk")
     total: int | None = None
     if params.cursor is not None:
@@ -67,8 +69,11 @@ async def paginate(queryset: QuerySet[M], params: PageParams) -> tuple[list[M], 
     rows = rows[: params.limit]
     next_cursor = None
     if has_more and rows:
-        last = rows[-1]
-        next_cursor = encode_cursor(last.created_at, last.pk)  # type: ignore[attr-defined]
+        last: Any = rows[-1]
+        if isinstance(last, dict):
+            next_cursor = encode_cursor(last["created_at"], last["id"])
+        else:
+            next_cursor = encode_cursor(last.created_at, last.pk)
     return rows, PaginationMeta(
         limit=params.limit,
         offset=params.offset,

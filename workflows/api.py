@@ -29,6 +29,7 @@ from .events import parse_last_event_id, run_events
 from .models import ApprovalStatus, RunStatus, Workflow, WorkflowRun
 from .registry import graph_specs
 from .schemas import (
+    RUN_COLUMNS,
     ApprovalDecidedOut,
     ApprovalDecisionIn,
     ApprovalOut,
@@ -231,8 +232,8 @@ async def runs_list(
         created_after=filters.created_after,
         created_before=filters.created_before,
     )
-    rows, meta = await paginate(runs, page)
-    return ok([RunOut.of(r) for r in rows], pagination=meta)
+    rows, meta = await paginate(runs.values(*RUN_COLUMNS), page)
+    return ok([RunOut.of_row(r) for r in rows], pagination=meta)
 
 
 @router.get(

@@ -8,7 +8,7 @@ or for a retry the id of the run it continues); these rows are the operator's vi
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import models
 from django.utils import timezone
@@ -156,9 +156,14 @@ class WorkflowRun(models.Model):
 
     @property
     def duration(self) -> timedelta | None:
-        if self.started_at is None:
-            return None
-        return (self.finished_at or timezone.now()) - self.started_at
+        return run_duration(self.started_at, self.finished_at)
+
+
+def run_duration(started_at: datetime | None, finished_at: datetime | None) -> timedelta | None:
+    """From start to finish, or to now while it runs; None before a worker took it."""
+    if started_at is None:
+        return None
+    return (finished_at or timezone.now()) - started_at
 
 
 class StepStatus(models.TextChoices):

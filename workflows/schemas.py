@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -12,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from core.errors import NotFound
 
-from .models import Approval, ApprovalStatus, RunStep, Workflow, WorkflowRun
+from .models import Approval, ApprovalStatus, RunStep, Workflow, WorkflowRun, run_duration
 from .registry import GraphSpec, graph_spec
 
 API_PREFIX = "/api/v1"
@@ -289,33 +290,70 @@ class RunOut(BaseModel):
         """``run`` with its workflow loaded (``select_related``)."""
         return cls(**cls._fields_of(run))
 
+    @classmethod
+    def of_row(cls, row: Mapping[str, Any]) -> RunOut:
+        """A row of ``WorkflowRun.objects.values(*RUN_COLUMNS)``: no model instances to build."""
+        return cls(**_run_fields(row))
+
     @staticmethod
     def _fields_of(run: WorkflowRun) -> dict[str, Any]:
-        duration = run.duration
-        return {
-            "id": run.pk,
-            "workflow": run.workflow.key,
-            "graph": run.graph,
-            "status": run.status,
-            "trigger": run.trigger,
-            "requested_by": run.requested_by,
-            "connection_id": run.connection_id,
-            "input": run.input,
-            "output": run.output,
-            "error": _error(run.error_code, run.error_message),
-            "attempt": run.attempt,
-            "retry_of": run.retry_of_id,
-            "cancel_requested": run.cancel_requested,
-            "llm_model": run.llm_model,
-            "tokens_in": run.tokens_in,
-            "tokens_out": run.tokens_out,
-            "created_at": run.created_at,
-            "started_at": run.started_at,
-            "finished_at": run.finished_at,
-            "duration_ms": _ms(duration.total_seconds() if duration is not None else None),
-            "url": run_url(run.pk),
-            "events_url": f"{run_url(run.pk)}/events",
-        }
+        row = {column: getattr(run, column) for column in RUN_COLUMNS if "__" not in column}
+        return _run_fields(row | {"workflow__key": run.workflow.key})
+
+
+# What a run's summary reads (``RunOut.of_row``), workflow key included.
+RUN_COLUMNS = (
+    "id",
+    "workflow__key",
+    "graph",
+    "status",
+    "trigger",
+    "requested_by",
+    "connection_id",
+    "input",
+    "output",
+    "error_code",
+    "error_message",
+    "attempt",
+    "retry_of_id",
+    "cancel_requested",
+    "llm_model",
+    "tokens_in",
+    "tokens_out",
+    "created_at",
+    "started_at",
+    "finished_at",
+)
+
+
+def _run_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    started, finished = row["started_at"], row["finished_at"]
+    duration = run_duration(started, finished)
+    url = run_url(row["id"])
+    return {
+        "id": row["id"],
+        "workflow": row["workflow__key"],
+        "graph": row["graph"],
+        "status": row["status"],
+        "trigger": row["trigger"],
+        "requested_by": row["requested_by"],
+        "connection_id": row["connection_id"],
+        "input": row["input"],
+        "output": row["output"],
+        "error": _error(row["error_code"], row["error_message"]),
+        "attempt": row["attempt"],
+        "retry_of": row["retry_of_id"],
+        "cancel_requested": row["cancel_requested"],
+        "llm_model": row["llm_model"],
+        "tokens_in": row["tokens_in"],
+        "tokens_out": row["tokens_out"],
+        "created_at": row["created_at"],
+        "started_at": started,
+        "finished_at": finished,
+        "duration_ms": _ms(duration.total_seconds() if duration is not None else None),
+        "url": url,
+        "events_url": f"{url}/events",
+    }
 
 
 class RunDetailOut(RunOut):
