@@ -26,6 +26,7 @@ from core.pagination import PageParams, paginate
 from ..api import own_connection
 from ..models import CrmRecord, SyncKind, SyncRun, SyncStatus
 from ..providers.unified import ObjectType
+from ..selectors import connection_list
 from .service import object_types_of, sync_cancel, sync_request
 
 router = Router(tags=["syncs"])
@@ -205,28 +206,9 @@ async def syncs_cancel(
 async def records_list(
     request: HttpRequest, connection_id: str, params: Query[RecordParams]
 ) -> Envelope[list[MirrorRecordOut]]:
-    connection = await own_connection(request, connection_id)
-    rows = CrmRecord.objects.filter(connection=connection, object_type=params.object)
-    if not params.include_deleted:
-        rows = rows.filter(deleted_at__isnull=True)
-    if params.updated_since is not None:
-        rows = rows.filter(remote_updated_at__gte=params.updated_since)
-    if params.cursor:
-        rows = rows.filter(pk__gt=_decode(params.cursor))
-    page = [
-        row
-        async for row in rows.order_by("pk").values(
-            "pk",
-            "external_id",
-            "object_type",
-            "fields",
-            "raw",
-            "remote_created_at",
-            "remote_updated_at",
-            "deleted_at",
-            "synced_at",
-        )[: params.limit + 1]
-    ]
+    p = principal_of(request)
+    after = _decode(params.cursor) if params.cursor else None
+    page = await sync_to_async(_records_page)(p.organization_id, connection_id, params, after)
     has_more = len(page) > params.limit
     page = page[: params.limit]
     data = [
@@ -248,3 +230,37 @@ async def records_list(
         has_more=has_more,
     )
     return ok(data, pagination=meta)
+
+
+_RECORD_COLUMNS = (
+    "pk",
+    "external_id",
+    "object_type",
+    "fields",
+    "raw",
+    "remote_created_at",
+    "remote_updated_at",
+    "deleted_at",
+    "synced_at",
+)
+
+
+def _records_page(
+    organization_id: uuid.UUID, connection_id: str, params: RecordParams, after: int | None
+) -> list[dict[str, Any]]:
+    """The connection's check and one page more than asked, in one trip to the database
+    thread; another organisation's connection is ``NotFound``."""
+    try:
+        pk = uuid.UUID(connection_id)
+    except ValueError:
+        pk = None
+    if pk is None or not connection_list(organization_id=organization_id).filter(pk=pk).exists():
+        raise NotFound("No such connection.", details={"id": connection_id})
+    rows = CrmRecord.objects.filter(connection_id=pk, object_type=params.object)
+    if not params.include_deleted:
+        rows = rows.filter(deleted_at__isnull=True)
+    if params.updated_since is not None:
+        rows = rows.filter(remote_updated_at__gte=params.updated_since)
+    if after is not None:
+        rows = rows.filter(pk__gt=after)
+    return list(rows.order_by("pk").values(*_RECORD_COLUMNS)[: params.limit + 1])
