@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest
 from django.utils import timezone
@@ -22,7 +23,7 @@ from core.errors import PermissionDenied
 from .audit import Actor
 from .keys import key_matches, prefix_of
 from .models import MANAGER_ROLES, ApiKey, Role
-from .selectors import api_key_by_prefix, membership_list
+from .selectors import active_key_by_prefix, membership_list
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +63,26 @@ def _bind_log_context(principal: Principal) -> None:
     user_id_var.set(str(principal.user_id) if principal.user_id else None)
 
 
-async def _touch(api_key: ApiKey) -> None:
-    # last_used_at is coarse on purpose: one write a minute per key, not one per request.
+def _key_principal(token: str, prefix: str) -> Principal | None:
+    """The principal of an API key, looked up and (at most once a minute) marked as used in
+    one trip to the database thread."""
     now = timezone.now()
-    stale = now - timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_SECONDS)
-    if api_key.last_used_at is None or api_key.last_used_at < stale:
-        await ApiKey.objects.filter(pk=api_key.pk).aupdate(last_used_at=now)
+    # last_used_at is coarse on purpose: one write a minute per key, not one per request.
+    since = now - timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_SECONDS)
+    key = active_key_by_prefix(prefix=prefix, used_since=since)
+    if key is None or not key_matches(token, key.key_hash):
+        return None
+    if key.stale:
+        ApiKey.objects.filter(pk=key.id).update(last_used_at=now)
+    return Principal(
+        organization_id=key.organization_id,
+        organization_slug=key.organization_slug,
+        organization_name=key.organization_name,
+        role=Role.ADMIN,
+        method="api_key",
+        api_key_id=key.id,
+        api_key_prefix=key.prefix,
+    )
 
 
 class ApiKeyAuth(HttpBearer):
@@ -77,20 +92,9 @@ class ApiKeyAuth(HttpBearer):
         prefix = prefix_of(token)
         if prefix is None:
             return None
-        api_key = await api_key_by_prefix(prefix=prefix).afirst()
-        if api_key is None or not key_matches(token, api_key.key_hash):
-            return None
-        await _touch(api_key)
-        principal = Principal(
-            organization_id=api_key.organization_id,
-            organization_slug=api_key.organization.slug,
-            organization_name=api_key.organization.name,
-            role=Role.ADMIN,
-            method="api_key",
-            api_key_id=api_key.pk,
-            api_key_prefix=api_key.prefix,
-        )
-        _bind_log_context(principal)
+        principal = await sync_to_async(_key_principal)(token, prefix)
+        if principal is not None:
+            _bind_log_context(principal)
         return principal
 
 
