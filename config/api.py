@@ -11,6 +11,7 @@ from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
+from ninja.openapi.schema import OpenAPISchema
 
 from accounts.api import router as accounts_router
 from accounts.auth import ApiKeyAuth, SessionAuth
@@ -28,7 +29,23 @@ from workflows.api import router as workflows_router
 
 logger = logging.getLogger("switchboard.api")
 
-api = NinjaAPI(
+
+class SwitchboardAPI(NinjaAPI):
+    """The schema is built once per root path: Ninja rebuilds it (seconds of work over every
+    operation's models) on each request for ``/openapi.json`` otherwise."""
+
+    def get_openapi_schema(
+        self, *, path_prefix: str | None = None, path_params: dict[str, Any] | None = None
+    ) -> OpenAPISchema:
+        if path_prefix is None:
+            path_prefix = self.get_root_path(path_params or {})
+        cache: dict[str, OpenAPISchema] = self.__dict__.setdefault("_schemas", {})
+        if path_prefix not in cache:
+            cache[path_prefix] = super().get_openapi_schema(path_prefix=path_prefix)
+        return cache[path_prefix]
+
+
+api = SwitchboardAPI(
     title="Switchboard API",
     version="1",
     description=(
