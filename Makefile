@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 INSTALL = if command -v uv >/dev/null 2>&1; then uv pip install -q --python $(BIN)/python -r $(1); \
           else $(BIN)/python -m pip install -q --disable-pip-version-check -r $(1); fi
 
-.PHONY: run test lint typecheck pytest clean
+.PHONY: run test lint typecheck pytest bench clean
 
 $(BIN)/python:
 	@if command -v uv >/dev/null 2>&1; then uv venv -q $(VENV); else $(PYTHON) -m venv $(VENV); fi
@@ -16,8 +16,9 @@ $(VENV)/.installed: requirements.txt | $(BIN)/python
 	@$(call INSTALL,requirements.txt)
 	@touch $@
 
-$(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/python
-	@$(call INSTALL,requirements-dev.txt)
+# The development environment also holds what bench/ compares with (mypy checks it too).
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt bench/requirements.txt | $(BIN)/python
+	@$(call INSTALL,bench/requirements.txt)
 	@touch $@ $(VENV)/.installed
 
 ## run: web (uvicorn), Celery worker, beat and the provider sandbox in the foreground;
@@ -47,6 +48,14 @@ typecheck: $(VENV)/.installed-dev
 
 pytest: $(VENV)/.installed-dev
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## bench: the benchmarks (not part of `make test`). Starts what each needs (PostgreSQL and
+## Redis when down, web servers, workers, the sandbox), prints one table, writes
+## bench/RESULTS.md. BENCH_ARGS="--only api --quick" narrows it.
+bench: $(VENV)/.installed-dev
+	@command -v wrk >/dev/null && command -v hey >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk hey)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache
