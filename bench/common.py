@@ -221,6 +221,7 @@ def worker(
             )
             if pinged.returncode == 0:
                 break
+            time.sleep(0.5)  # each ping is a process of its own (Django and Celery imports)
         yield proc
     finally:
         stop(proc, grace=20)
