@@ -417,6 +417,9 @@ WORKFLOW_LEASE_SECONDS = float(env_str("WORKFLOW_LEASE_SECONDS", "120"))
 WORKFLOW_NODE_ATTEMPTS = env_int("WORKFLOW_NODE_ATTEMPTS", 3)
 WORKFLOW_WRITE_WAIT_SECONDS = float(env_str("WORKFLOW_WRITE_WAIT_SECONDS", "60"))
 WORKFLOW_TRIGGER_MAX_RUNS = env_int("WORKFLOW_TRIGGER_MAX_RUNS", 50)
+# Extra modules that register graphs (``workflows.registry.register``) at start-up, besides
+# the built-in ones in workflows.graphs: e.g. the benchmarks' graph ("bench.graphs").
+WORKFLOW_GRAPH_MODULES = env_list("WORKFLOW_GRAPH_MODULES", [])
 ENRICH_TIMEOUT_SECONDS = float(env_str("ENRICH_TIMEOUT_SECONDS", "5"))
 ENRICH_MAX_BYTES = env_int("ENRICH_MAX_BYTES", 512 * 1024)
 # Where a company's home page is fetched from; the sandbox serves made-up ones for any domain.

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.conf import settings
 
 
 class WorkflowsConfig(AppConfig):
@@ -7,3 +8,6 @@ class WorkflowsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import graphs  # noqa: F401 - registers the graphs
+        from .registry import import_graph_modules
+
+        import_graph_modules(settings.WORKFLOW_GRAPH_MODULES)

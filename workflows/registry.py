@@ -1,13 +1,17 @@
 """The graphs Switchboard can run, by key. Each graph package registers a ``GraphSpec`` when
-``workflows.graphs`` is imported (the app's ``ready``)."""
+``workflows.graphs`` is imported (the app's ``ready``), and so does each module named in
+``WORKFLOW_GRAPH_MODULES`` (graphs that live outside the app, e.g. the benchmarks')."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from importlib import import_module
 from typing import Any
 
-from langgraph.graph.state import StateGraph
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from langgraph.graph.state import CompiledStateGraph, StateGraph
 from pydantic import BaseModel, ValidationError
 
 from core.errors import NotFound, ValidationFailed
@@ -71,3 +75,29 @@ def graph_spec(key: str) -> GraphSpec:
 
 def graph_specs() -> list[GraphSpec]:
     return [_GRAPHS[k] for k in sorted(_GRAPHS)]
+
+
+_COMPILED: dict[str, CompiledStateGraph[Any, Any, Any, Any]] = {}
+
+
+def compiled_graph(key: str) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """The graph ``key`` built and compiled once per process, without a checkpointer: a run
+    takes a copy with its own (``.copy({"checkpointer": saver})``), as cheap as building and
+    compiling it is not (milliseconds for a real graph)."""
+    graph = _COMPILED.get(key)
+    if graph is None:
+        graph = _COMPILED[key] = graph_spec(key).build().compile()
+    return graph
+
+
+@receiver(setting_changed)
+def _forget_compiled(**kwargs: Any) -> None:
+    # A graph reads settings when it is built (its nodes' retry policy): build it again.
+    _COMPILED.clear()
+
+
+def import_graph_modules(modules: Iterable[str]) -> None:
+    """Import each module (it registers its graphs); a module that cannot be imported fails
+    start-up loudly rather than leave its workflows failing later with ``not_found``."""
+    for module in modules:
+        import_module(module)
