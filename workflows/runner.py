@@ -22,13 +22,13 @@ import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Value
+from django.db import connection, transaction
+from django.db.models import F, Field, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from langchain_core.callbacks import BaseCallbackHandler
@@ -36,7 +36,7 @@ from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphRecursionError
-from langgraph.types import Command, StateSnapshot
+from langgraph.types import Command, Durability, StateSnapshot, StreamMode
 
 from accounts.audit import Actor
 from core.errors import AppError, ErrorCode
@@ -52,18 +52,33 @@ from .models import (
     StepStatus,
     WorkflowRun,
 )
-from .registry import graph_spec
+from .registry import compiled_graph, graph_spec
 from .tools import CrmTools
 
 logger = logging.getLogger("switchboard.workflows")
 
 SUMMARY_MAX: Final = 4000  # characters of a step's input/output kept on its row
 RECURSION_LIMIT: Final = 60
+# Each step's checkpoint is saved before the next step starts (see the module's docstring).
+DURABILITY: Final[Durability] = "sync"
+# Each task's start and end (the step rows), and the state after each step (the run's output).
+STREAM_MODES: Final[list[StreamMode]] = ["tasks", "values"]
 
 
 class TokenCounter(BaseCallbackHandler):
     """Adds up the token usage every chat model reply reports (LangChain's own handler skips
-    replies that do not name their model)."""
+    replies that do not name their model).
+
+    Called in the event loop (``run_inline``: a handler that is not would be sent to a thread
+    for every event) and for model events only: LangChain skips it for the graph's and each
+    node's start and end."""
+
+    run_inline = True
+    ignore_chain = True
+    ignore_agent = True
+    ignore_retriever = True
+    ignore_retry = True
+    ignore_custom_event = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -83,21 +98,20 @@ class TokenCounter(BaseCallbackHandler):
 
 
 def _claim(run_id: uuid.UUID, owner: str) -> WorkflowRun | None:
+    """Take a queued run: one atomic update (it counts the delivery too), then read it."""
     now = timezone.now()
-    with transaction.atomic():
-        taken = WorkflowRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
-            status=RunStatus.RUNNING,
-            lease_owner=owner,
-            heartbeat_at=now,
-            started_at=Coalesce(F("started_at"), Value(now)),
-            finished_at=None,
-        )
-        if not taken:
-            return None
-        run = WorkflowRun.objects.select_related("connection", "workflow").get(pk=run_id)
-        run.deliveries += 1
-        run.save(update_fields=["deliveries", "updated_at"])
-    return run
+    taken = WorkflowRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
+        status=RunStatus.RUNNING,
+        lease_owner=owner,
+        heartbeat_at=now,
+        started_at=Coalesce(F("started_at"), Value(now)),
+        finished_at=None,
+        deliveries=F("deliveries") + 1,
+        updated_at=now,
+    )
+    if not taken:
+        return None
+    return WorkflowRun.objects.select_related("connection").get(pk=run_id)
 
 
 def _fenced(run_id: uuid.UUID, owner: str, **changes: Any) -> bool:
@@ -135,21 +149,24 @@ class StepRecorder:
         self.run_id = run_id
         self.open: dict[str, int] = {}
 
-    async def event(self, payload: dict[str, Any]) -> None:
-        task_id = str(payload.get("id", ""))
-        if "input" in payload:  # a task started
-            step = await RunStep.objects.acreate(
-                run_id=self.run_id,
-                task_id=task_id,
-                node=str(payload.get("name", ""))[:64],
-                status=StepStatus.RUNNING,
-                input_summary=summarise(payload.get("input")),
-            )
-            self.open[task_id] = step.pk
-            return
-        step_id = self.open.pop(task_id, None)
+    async def started(self, payload: dict[str, Any]) -> None:
+        """A task started: its step row, running."""
+        step = await RunStep.objects.acreate(
+            run_id=self.run_id,
+            task_id=str(payload.get("id", "")),
+            node=str(payload.get("name", ""))[:64],
+            status=StepStatus.RUNNING,
+            input_summary=summarise(payload.get("input")),
+        )
+        self.open[str(payload.get("id", ""))] = step.pk
+
+    async def ended(self, payload: dict[str, Any]) -> bool:
+        """A task ended: its step row's outcome. Returns whether the run's cancel was
+        requested, read in the same trip to the database (steps end where a cancel is
+        honoured)."""
+        step_id = self.open.pop(str(payload.get("id", "")), None)
         if step_id is None:
-            return
+            return await _cancel_requested(self.run_id)
         error = payload.get("error")
         interrupts = payload.get("interrupts") or []
         status = (
@@ -160,7 +177,9 @@ class StepRecorder:
             else StepStatus.SUCCEEDED
         )
         code = error.code.value if isinstance(error, AppError) else ErrorCode.INTERNAL_ERROR
-        await RunStep.objects.filter(pk=step_id).aupdate(
+        return await sync_to_async(_step_ended)(
+            self.run_id,
+            step_id,
             status=status,
             output_summary=summarise(payload.get("result")) if not error else None,
             error_code=code if error else "",
@@ -179,6 +198,36 @@ class StepRecorder:
             finished_at=timezone.now(),
         )
         self.open.clear()
+
+
+# Every step's end runs these two, so they are written once rather than compiled by the ORM each
+# time (the compile cost three times what the statements do). Names come from the models;
+# every value is a parameter, prepared by its field as the ORM prepares it for a save.
+_STEP_END_FIELDS = [
+    cast("Field[Any, Any]", RunStep._meta.get_field(name))
+    for name in ("status", "output_summary", "error_code", "error_message", "finished_at")
+]
+_STEP_END_SQL = (
+    f"UPDATE {RunStep._meta.db_table} SET "  # noqa: S608
+    + ", ".join(f"{field.column} = %s" for field in _STEP_END_FIELDS)
+    + f" WHERE {RunStep._meta.pk.column} = %s"
+)
+_CANCEL_REQUESTED = cast("Field[Any, Any]", WorkflowRun._meta.get_field("cancel_requested"))
+_CANCEL_SQL = (
+    f"SELECT {_CANCEL_REQUESTED.column} FROM {WorkflowRun._meta.db_table}"  # noqa: S608
+    f" WHERE {WorkflowRun._meta.pk.column} = %s"
+)
+
+
+def _step_ended(run_id: uuid.UUID, step_id: int, **outcome: Any) -> bool:
+    """Record a step's outcome; whether the run's cancel was requested."""
+    params = [f.get_db_prep_save(outcome[f.name], connection) for f in _STEP_END_FIELDS]
+    run_pk = WorkflowRun._meta.pk.get_db_prep_value(run_id, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(_STEP_END_SQL, [*params, step_id])
+        cursor.execute(_CANCEL_SQL, [run_pk])
+        row = cursor.fetchone()
+    return bool(row and row[0])
 
 
 def _code(error: BaseException | None) -> str:
@@ -266,7 +315,19 @@ async def run_execute(
         return RunStatus.FAILED
     finally:
         heartbeat.cancel()
-        await sync_to_async(_add_usage)(run.pk, usage)
+        if usage.tokens_in or usage.tokens_out:
+            await sync_to_async(_add_usage)(run.pk, usage)
+
+
+def graph_config(graph: str, thread_id: str, usage: TokenCounter | None = None) -> RunnableConfig:
+    """How the runner runs a graph: its thread, the token counter when a model is in use (no
+    callbacks otherwise: LangChain then skips its callback events entirely), the step limit."""
+    return {
+        "configurable": {"thread_id": thread_id},
+        "callbacks": [usage] if usage is not None else None,
+        "recursion_limit": RECURSION_LIMIT,
+        "run_name": graph,
+    }
 
 
 async def _execute(
@@ -291,58 +352,71 @@ async def _execute(
         tools=CrmTools(run.connection, actor=actor),
         model=model,
     )
-    runnable: RunnableConfig = {
-        "configurable": {"thread_id": run.thread_id},
-        "callbacks": [usage],
-        "recursion_limit": RECURSION_LIMIT,
-        "run_name": run.graph,
-    }
+    runnable = graph_config(run.graph, run.thread_id, usage if model is not None else None)
     async with checkpointer() as saver:
-        graph = spec.build().compile(checkpointer=saver)
-        snapshot = await graph.aget_state(runnable)
+        graph = compiled_graph(run.graph).copy({"checkpointer": saver})
         graph_input: Any
-        if snapshot.created_at is None:
+        if run.deliveries == 1 and run.attempt == 1:
+            # The first delivery of a first attempt: its thread (new with the run) has no
+            # checkpoint yet, so there is nothing to read before starting.
             graph_input = spec.validate_input(run.input).model_dump(mode="json")
-        elif snapshot.interrupts:
-            decided = await sync_to_async(_decided)(run, snapshot)
-            if decided is None:
-                await sync_to_async(_store_approvals)(run, owner, snapshot)
-                return RunStatus.WAITING_APPROVAL
-            graph_input = Command(resume=decided)
-        elif not snapshot.next:
-            # The graph had ended (a crash between its last step and this row's update).
-            return await _succeed(run, owner, snapshot)
         else:
-            graph_input = None  # continue from the checkpoint
-        cancelled = False
-        async for _mode, event in graph.astream(
+            snapshot = await graph.aget_state(runnable)
+            if snapshot.created_at is None:
+                graph_input = spec.validate_input(run.input).model_dump(mode="json")
+            elif snapshot.interrupts:
+                decided = await sync_to_async(_decided)(run, snapshot)
+                if decided is None:
+                    await sync_to_async(_store_approvals)(run, owner, snapshot)
+                    return RunStatus.WAITING_APPROVAL
+                graph_input = Command(resume=decided)
+            elif not snapshot.next:
+                # The graph had ended (a crash between its last step and this row's update).
+                return await _succeed(run, owner, snapshot.values)
+            else:
+                graph_input = None  # continue from the checkpoint
+        cancelled = interrupted = False
+        values: Any = None  # the state after the last step ("values" stream)
+        async for mode, event in graph.astream(
             graph_input,
             runnable,
             context=context,
-            stream_mode=["tasks"],
-            durability="sync",
+            stream_mode=STREAM_MODES,
+            durability=DURABILITY,
         ):
+            if mode == "values":
+                values = event
+                continue
             payload: dict[str, Any] = event if isinstance(event, dict) else {}
-            await recorder.event(payload)
+            if "input" in payload:  # a task started: ``on_event`` sees it once recorded
+                await recorder.started(payload)
+                if on_event is not None:
+                    await on_event(payload)
+                continue
+            # A task ended: ``on_event`` sees it before its outcome is recorded, so what it does
+            # (a cancel) happens during the step and is honoured as the step ends.
+            interrupted = interrupted or bool(payload.get("interrupts"))
             if on_event is not None:
                 await on_event(payload)
-            if "input" not in payload and await _cancel_requested(run.pk):
+            if await recorder.ended(payload):
                 cancelled = True
                 break
         if cancelled:
             await recorder.close(StepStatus.CANCELLED)
             await sync_to_async(_finish)(run, owner, RunStatus.CANCELLED)
             return RunStatus.CANCELLED
-        snapshot = await graph.aget_state(runnable)
-        if snapshot.interrupts:
-            stored = await sync_to_async(_store_approvals)(run, owner, snapshot)
-            return RunStatus.WAITING_APPROVAL if stored else "lost_lease"
-        return await _succeed(run, owner, snapshot)
+        if interrupted or values is None:
+            snapshot = await graph.aget_state(runnable)
+            if snapshot.interrupts:
+                stored = await sync_to_async(_store_approvals)(run, owner, snapshot)
+                return RunStatus.WAITING_APPROVAL if stored else "lost_lease"
+            values = snapshot.values
+        return await _succeed(run, owner, values)
 
 
-async def _succeed(run: WorkflowRun, owner: str, snapshot: StateSnapshot) -> str:
-    values = snapshot.values if isinstance(snapshot.values, dict) else {}
-    output = summarise(values.get("output") or {})
+async def _succeed(run: WorkflowRun, owner: str, values: Any) -> str:
+    state = values if isinstance(values, dict) else {}
+    output = summarise(state.get("output") or {})
     await sync_to_async(_finish)(run, owner, RunStatus.SUCCEEDED, output=output)
     return RunStatus.SUCCEEDED
 
@@ -360,19 +434,22 @@ def _finish(
     error_code: str = "",
     error_message: str = "",
 ) -> None:
-    with transaction.atomic():
-        changes: dict[str, Any] = {
-            "status": status,
-            "finished_at": timezone.now(),
-            "lease_owner": "",
-            "error_code": error_code,
-            "error_message": error_message,
-        }
-        if output is not None:
-            changes["output"] = output
-        if not _fenced(run.pk, owner, **changes):
+    changes: dict[str, Any] = {
+        "status": status,
+        "finished_at": timezone.now(),
+        "lease_owner": "",
+        "error_code": error_code,
+        "error_message": error_message,
+    }
+    if output is not None:
+        changes["output"] = output
+    if status != RunStatus.CANCELLED:
+        if not _fenced(run.pk, owner, **changes):  # one statement: no transaction to open
             return
-        if status == RunStatus.CANCELLED:
+    else:
+        with transaction.atomic():
+            if not _fenced(run.pk, owner, **changes):
+                return
             run.approvals.filter(status=ApprovalStatus.PENDING).update(
                 status=ApprovalStatus.CANCELLED, decided_at=timezone.now()
             )

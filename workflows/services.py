@@ -153,19 +153,21 @@ def workflow_check(workflow: Workflow) -> None:
             )
 
 
-def _connection_for(workflow: Workflow, connection_id: uuid.UUID | None) -> Connection:
+def _connection_for(workflow: Workflow, connection_id: uuid.UUID | None) -> uuid.UUID:
+    """The id of the active connection a run of ``workflow`` uses (only ids are read: a
+    connection's row holds encrypted tokens, decrypted whenever it is loaded)."""
     chosen = connection_id or workflow.connection_id
     usable = Connection.objects.filter(
         organization_id=workflow.organization_id, status=ConnectionStatus.ACTIVE
-    )
+    ).values_list("pk", flat=True)
     if chosen is not None:
-        connection = usable.filter(pk=chosen).first()
-        if connection is None:
+        found = usable.filter(pk=chosen).first()
+        if found is None:
             raise ValidationFailed(
                 "No active connection with this id in the organisation.",
                 details={"fields": {"connection_id": "unknown or inactive connection"}},
             )
-        return connection
+        return found
     candidates = list(usable[:2])
     if len(candidates) != 1:
         raise ValidationFailed(
@@ -190,14 +192,14 @@ def run_start(
     spec = graph_spec(workflow.graph)
     clean_input = spec.validate_input(input).model_dump(mode="json")
     config = spec.validate_config(workflow.config).model_dump(mode="json")
-    connection = _connection_for(workflow, connection_id)
+    chosen_connection = _connection_for(workflow, connection_id)
     run_id = uuid.uuid4()
     with transaction.atomic():
         run = WorkflowRun.objects.create(
             id=run_id,
             organization_id=workflow.organization_id,
             workflow=workflow,
-            connection=connection,
+            connection_id=chosen_connection,
             graph=workflow.graph,
             thread_id=str(run_id),
             trigger=trigger,
