@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from typing import Any
 
 from asgiref.sync import ThreadSensitiveContext
@@ -25,6 +26,9 @@ Receive = Callable[[], Awaitable[Mapping[str, Any]]]
 Send = Callable[[Mapping[str, Any]], Awaitable[None]]
 
 API_PREFIX = "/api/"
+# Set while a request runs on one of the pooled threads. Work that outlives the request (a
+# task it started) must take a thread of its own: the request's thread context ends with it.
+on_pooled_thread: ContextVar[bool] = ContextVar("on_pooled_thread", default=False)
 
 
 class PooledThreadsASGIHandler(ASGIHandler):
@@ -40,7 +44,11 @@ class PooledThreadsASGIHandler(ASGIHandler):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(API_PREFIX):
-            async with ThreadSensitiveContext(executor=next(self._turns)):
-                await self.handle(scope, receive, send)
+            token = on_pooled_thread.set(True)
+            try:
+                async with ThreadSensitiveContext(executor=next(self._turns)):
+                    await self.handle(scope, receive, send)
+            finally:
+                on_pooled_thread.reset(token)
         else:
             await super().__call__(scope, receive, send)

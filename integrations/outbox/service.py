@@ -27,20 +27,22 @@ import hashlib
 import logging
 import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final, Literal, TypeVar
 
 import orjson
-from asgiref.sync import sync_to_async
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from pydantic import BaseModel, ValidationError
 
 from accounts.audit import Actor, audit_record
+from core.asgi import on_pooled_thread
 from core.errors import (
     AppError,
     Conflict,
@@ -472,12 +474,29 @@ def _finished(task: asyncio.Task[int]) -> None:
         logger.error("outbox: sending writes failed unexpectedly", exc_info=task.exception())
 
 
+async def _detached(work: Coroutine[Any, Any, int]) -> int:
+    """Run ``work`` on a database thread of its own, which outlives the request that started
+    it: a pooled API request's thread context (core.asgi) ends with its answer, while the send
+    may go on. The thread's connection is closed at the end
+    (no request_finished signal closes it)."""
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-inline")
+    try:
+        async with ThreadSensitiveContext(executor=executor):
+            try:
+                return await work
+            finally:
+                await sync_to_async(connections.close_all)()
+    finally:
+        executor.shutdown(wait=False)
+
+
 async def _inline(ids: list[uuid.UUID], deadline: float | None) -> None:
     """Send now and wait up to ``deadline``; past it the send goes on without the caller (its
     outcome is recorded when it ends; if this process stops first, the lease runs out and the
     sweep takes over)."""
     wait = settings.OUTBOX_INLINE_SECONDS if deadline is None else deadline
-    task = asyncio.ensure_future(write_process(ids, due_only=False))
+    work = write_process(ids, due_only=False)
+    task = asyncio.ensure_future(_detached(work) if on_pooled_thread.get() else work)
     _in_flight.add(task)
     task.add_done_callback(_finished)
     # ``wait`` neither cancels the task at the deadline nor raises its error (``_finished``
