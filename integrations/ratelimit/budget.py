@@ -3,21 +3,28 @@
 What it enforces, per (provider, external account id):
 
 - every ``RateWindow`` of the provider's policy (those scoped to call kinds only for those
-  kinds) as an exact rolling window (the ``limits`` moving-window strategy), at the provider's
-  limit minus a headroom (``RATE_LIMIT_HEADROOM``: a share of each window, at least one call);
+  kinds) as an exact rolling window (in the ``limits`` moving-window format), at the provider's
+  limit minus a headroom (``RATE_LIMIT_HEADROOM``: a share of each window, rounded down);
 - the daily allocation, when the policy or the provider's answers give one, minus a reserve
   (``RateLimitPolicy.daily_reserve``): past it ``acquire`` refuses at once;
 - a block after the provider refused a call (429, or Salesforce's REQUEST_LIMIT_EXCEEDED),
   until its ``Retry-After``.
 
-Why a headroom and a margin: the provider counts a call when it arrives, we count it when we
-send it. Arrival comes later by a varying latency, so a call we counted as out of the window may
-still be in the provider's. A budget therefore looks ``RATE_LIMIT_MARGIN_SECONDS`` past each
-window before it lets a call start (so a call counted by the provider in the same window as an
-earlier one was counted by us too, as long as latency stays under the margin) and spends at
-most ``limit - headroom`` per window (for what the margin misses: a burst racing in one
-instant, clocks). A saturated client still gets ``(limit - headroom) / (seconds + margin)``:
-for HubSpot's 110 per 10 s with the defaults, 108 per 10.25 s, 96% of the ceiling.
+Why a margin, and stamps moved to the answer: the provider counts a call when it arrives, we
+count it when we send it. Arrival comes later by a varying latency, so a call we counted as out
+of the window may still be in the provider's. While a call is in flight a budget therefore looks
+``RATE_LIMIT_MARGIN_SECONDS`` past each window before it lets another start (so a call counted
+by the provider in the same window as an earlier one was counted by us too, as long as latency
+stays under the margin). Once the answer is back (``observe``), the call arrived before it: its
+stamp moves to the answer's time less the margin, so it holds its place in our window until one
+window after the answer: never shorter than in the provider's, whatever the latency was, and
+longer by no more than the latency (the margin only matters for calls still in flight, or never
+answered). A budget also spends at most ``limit - headroom`` per window
+(``RATE_LIMIT_HEADROOM``, a share of the window rounded down: other clients of the account,
+clocks of other hosts; a window too small for a whole call of headroom keeps none). A saturated
+client, one call after another, gets ``(limit - headroom) / (seconds + latency)``: for HubSpot's
+190 per 10 s and 50 ms answers, 187 per 10.05 s, 98% of the ceiling; for its five searches per
+second, 5 per 1.05 s, 95%.
 
 Corrections come from the answers (``observe``): a window limit the provider reports replaces
 the policy's (``RATE_LIMIT_OVERRIDES`` caps it), calls the provider counted that we did not are
@@ -32,6 +39,7 @@ import math
 import random
 import time
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
@@ -136,6 +144,21 @@ class Wait:
     reason: str  # the window, the allocation, or "blocked"
 
 
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A call counted and not answered yet: its stamp in each provider window (not the pacing
+    ones), moved to the answer's time by ``observe``."""
+
+    budget: str  # the budget's state key
+    stamp: float
+    windows: tuple[tuple[str, float], ...]  # (window key, seconds)
+
+
+# The call this task last took budget for (a transport observes its answer in the same task;
+# concurrent calls run in tasks of their own, each with its own copy of the context).
+_sent: ContextVar[Sent | None] = ContextVar("ratelimit_sent", default=None)
+
+
 class WindowBudget(BaseModel):
     name: str
     limit: int = Field(description="The provider's ceiling for this window.")
@@ -167,10 +190,10 @@ class BudgetSnapshot(BaseModel):
 
 
 def headroom(limit: int) -> int:
-    """Calls of a window left unspent: ``RATE_LIMIT_HEADROOM`` of it, at least one."""
-    if limit <= 1:
-        return 0
-    return max(1, math.floor(limit * float(settings.RATE_LIMIT_HEADROOM)))
+    """Calls of a window left unspent: ``RATE_LIMIT_HEADROOM`` of it, rounded down (answers
+    move each call's stamp to when it was surely counted, so a small window needs no spare
+    call; see the module docstring)."""
+    return max(0, math.floor(limit * float(settings.RATE_LIMIT_HEADROOM)))
 
 
 def _jitter(wait: float) -> float:
@@ -302,6 +325,7 @@ class AccountBudget:
         if longest is None:
             longest = float(settings.RATE_LIMIT_MAX_WAIT_SECONDS)
         started = time.monotonic()
+        _sent.set(None)  # a call of this task that was never answered keeps its send stamp
         while True:
             try:
                 wait = await self._take(store, kind)
@@ -315,7 +339,8 @@ class AccountBudget:
                     details={"provider": self.provider, "storage": store.name},
                 ) from exc
             elapsed = time.monotonic() - started
-            if wait is None:
+            if isinstance(wait, Sent):
+                _sent.set(wait)
                 return elapsed
             if elapsed + wait.seconds > longest:
                 raise self._refusal(wait)
@@ -335,8 +360,8 @@ class AccountBudget:
             },
         )
 
-    async def _take(self, store: BudgetStore, kind: CallKind) -> Wait | None:
-        """One try: ``None`` when the call was counted, else how long to wait."""
+    async def _take(self, store: BudgetStore, kind: CallKind) -> Wait | Sent:
+        """One try: the call as counted, else how long to wait."""
         now = time.time()
         daily_key = self.daily_key(now)
         state, daily = await store.read([self.state_key, daily_key])
@@ -357,9 +382,13 @@ class AccountBudget:
         if allocation is not None and allocation.remaining <= 0:
             return Wait(allocation.frees_in(now), allocation.name)
         # Every window had room a moment ago; each count below is atomic, the shortest window
-        # first (if another process won the race for a slot, look again).
+        # first (if another process won the race for a slot, look again). It looks past the
+        # window by the margin too: calls there may still be in the provider's window.
+        stamp = time.time()
         for w in sorted(windows, key=lambda w: w.seconds):
-            if not await store.hit(self.window_key(w.name), w.usable, w.seconds):
+            margin = 0.0 if w.paced else float(settings.RATE_LIMIT_MARGIN_SECONDS)
+            key = self.window_key(w.name)
+            if not await store.hit(key, w.usable, w.seconds + margin, at=stamp):
                 return Wait(MIN_WAIT, w.name)
         if allocation is not None:
             ttl = 2 * DAY if allocation.resets_at is not None else DAY
@@ -367,7 +396,8 @@ class AccountBudget:
             if allocation.used + spent > allocation.usable:
                 await store.update(daily_key, ttl=ttl, add={"spent": -1})
                 return Wait(allocation.frees_in(now), allocation.name)
-        return None
+        counted = tuple((self.window_key(w.name), w.seconds) for w in windows if not w.paced)
+        return Sent(self.state_key, stamp, counted)
 
     # --- observe ------------------------------------------------------------------------------
 
@@ -379,13 +409,24 @@ class AccountBudget:
         if status is None:
             return
         store = current_store()
+        sent = _sent.get()
         try:
+            if sent is not None and sent.budget == self.state_key:
+                _sent.set(None)
+                await self._answered(store, sent)
             await self._observe(store, status, headers)
         except STORAGE_ERRORS as exc:  # the answer stands; only the correction is lost
             logger.warning(
                 "rate-limit budget not corrected",
                 extra={"provider": self.provider, "storage": store.name, "error": repr(exc)},
             )
+
+    async def _answered(self, store: BudgetStore, sent: Sent) -> None:
+        """The call's answer is here, so the provider counted it by now: it holds its place in
+        each window until one window from now, however long it took (module docstring)."""
+        stamp = time.time() - float(settings.RATE_LIMIT_MARGIN_SECONDS)
+        for key, seconds in sent.windows:
+            await store.restamp(key, sent.stamp, stamp, seconds)
 
     async def _observe(self, store: BudgetStore, status: int, headers: Mapping[str, str]) -> None:
         feedback = read_feedback(self.provider, headers)

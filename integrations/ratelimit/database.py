@@ -125,16 +125,18 @@ class DatabaseStorage(Storage, MovingWindowSupport):
 
     # --- the moving window ----------------------------------------------------------------------
 
-    async def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
-        """Count ``amount`` calls now if the last ``expiry`` seconds hold at most
-        ``limit - amount``. Rows older than two windows go (budgets read up to a little past
-        one window)."""
+    async def acquire_entry(
+        self, key: str, limit: int, expiry: float, amount: int = 1, *, at: float | None = None
+    ) -> bool:
+        """Count ``amount`` calls stamped ``at`` (default now) if the ``expiry`` seconds before
+        it (fractions allowed) hold at most ``limit - amount``. Rows older than two windows go
+        (budgets read up to a little past one window)."""
         if amount > limit:
             return False
 
         def run() -> bool:
             with locked(key) as row:
-                now = time.time()
+                now = time.time() if at is None else at
                 hits = RateLimitHit.objects.filter(key_id=key)
                 hits.filter(at__lt=now - 2 * expiry).delete()
                 if hits.filter(at__gte=now - expiry).count() + amount > limit:
@@ -144,6 +146,20 @@ class DatabaseStorage(Storage, MovingWindowSupport):
                 )
                 row.expires_at = now + 2 * expiry
                 row.save(update_fields=["expires_at"])
+                return True
+
+        return await _run(run)
+
+    async def restamp(self, key: str, old: float, new: float) -> bool:
+        """Move one call stamped ``old`` to ``new``; False when none has that stamp."""
+
+        def run() -> bool:
+            with locked(key):
+                hit = RateLimitHit.objects.filter(key_id=key, at=old).order_by("id").first()
+                if hit is None:
+                    return False
+                hit.at = new
+                hit.save(update_fields=["at"])
                 return True
 
         return await _run(run)

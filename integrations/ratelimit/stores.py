@@ -2,8 +2,9 @@
 
 A ``BudgetStore`` offers the two things a budget needs, on storage every process shares:
 
-- moving windows, through the ``limits`` library's moving-window strategy
-  (``MovingWindowRateLimiter`` on its ``RedisStorage``, or on ``DatabaseStorage``);
+- moving windows, in the ``limits`` library's moving-window format (a list of call stamps on
+  its ``RedisStorage``, rows on ``DatabaseStorage``), counted at a stamp the caller may give and
+  moved later (``restamp``: a budget moves a call to when its answer came);
 - a few named numbers per key (blocked-until, learned limits, daily usage), updated
   atomically: a Redis hash with two small scripts, or a locked database row.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
+import time
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -59,11 +61,18 @@ class BudgetStore(ABC):
     def _windows(self) -> MovingWindowSupport:
         return cast(MovingWindowSupport, self.storage)
 
-    async def hit(self, key: str, limit: int, seconds: float, amount: int = 1) -> bool:
-        """Count ``amount`` calls in window ``key`` if it holds at most ``limit - amount`` in
-        the last ``seconds`` (atomic: the library's moving window)."""
-        item = WindowItem(limit, whole_seconds(seconds), namespace="w")
-        return await self.limiter.hit(item, key, cost=amount)
+    @abstractmethod
+    async def hit(
+        self, key: str, limit: int, seconds: float, amount: int = 1, *, at: float | None = None
+    ) -> bool:
+        """Count ``amount`` calls stamped ``at`` (default now) in window ``key`` if it holds at
+        most ``limit - amount`` in the ``seconds`` before (fractions allowed; atomic, as the
+        library's moving window does it)."""
+
+    @abstractmethod
+    async def restamp(self, key: str, old: float, new: float, seconds: float) -> bool:
+        """Move one call of window ``key`` stamped ``old`` to ``new`` (the window keeps its
+        order); False when no call has that stamp any more. ``seconds``: the window's length."""
 
     async def count(self, key: str, limit: int, seconds: float) -> tuple[float, int]:
         """``(oldest, calls)`` counted in window ``key`` in the last ``seconds`` (fractions
@@ -131,6 +140,73 @@ return value
 """
 
 
+# The library's moving-window acquire (the list newest first, trimmed to ``limit``) with the
+# stamp given rather than taken just before, and put in its place in the order (concurrent
+# callers' stamps may reach Redis out of order; the library's scripts and ``restamp`` rely on
+# the order). Pushed as given, so ``restamp`` finds it by its text.
+# KEYS[1] list; ARGV: stamp, limit, window seconds, amount, ttl seconds.
+_ACQUIRE_SCRIPT = """
+local stamp = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local amount = tonumber(ARGV[4])
+if amount > limit then
+  return false
+end
+local entry = redis.call('lindex', KEYS[1], limit - amount)
+if entry and tonumber(entry) >= stamp - tonumber(ARGV[3]) then
+  return false
+end
+local low, high = 0, redis.call('llen', KEYS[1])
+while low < high do  -- the first entry older than the stamp
+  local mid = math.floor((low + high) / 2)
+  if tonumber(redis.call('lindex', KEYS[1], mid)) >= stamp then
+    low = mid + 1
+  else
+    high = mid
+  end
+end
+for i = 1, amount do
+  local pivot = redis.call('lindex', KEYS[1], low)
+  if pivot then
+    redis.call('linsert', KEYS[1], 'BEFORE', pivot, ARGV[1])
+  else
+    redis.call('rpush', KEYS[1], ARGV[1])
+  end
+end
+redis.call('ltrim', KEYS[1], 0, limit - 1)
+redis.call('expire', KEYS[1], ARGV[5])
+return true
+"""
+
+# Move one entry from stamp ARGV[1] to ARGV[2], keeping the list newest first (what the
+# library's scripts rely on). KEYS[1] list; ARGV: old stamp, new stamp, ttl seconds.
+_RESTAMP_SCRIPT = """
+if redis.call('lrem', KEYS[1], 1, ARGV[1]) == 0 then
+  return 0
+end
+local stamp = tonumber(ARGV[2])
+local low, high = 0, redis.call('llen', KEYS[1])
+while low < high do  -- the first entry older than the new stamp
+  local mid = math.floor((low + high) / 2)
+  if tonumber(redis.call('lindex', KEYS[1], mid)) >= stamp then
+    low = mid + 1
+  else
+    high = mid
+  end
+end
+local pivot = redis.call('lindex', KEYS[1], low)
+if pivot then
+  redis.call('linsert', KEYS[1], 'BEFORE', pivot, ARGV[2])
+else
+  redis.call('rpush', KEYS[1], ARGV[2])
+end
+if redis.call('ttl', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('expire', KEYS[1], ARGV[3])
+end
+return 1
+"""
+
+
 class RedisBudgetStore(BudgetStore):
     name = "redis"
 
@@ -142,19 +218,29 @@ class RedisBudgetStore(BudgetStore):
         self.redis = aioredis.Redis.from_url(url, decode_responses=True)
         self._update = self.redis.register_script(_UPDATE_SCRIPT)
         self._add = self.redis.register_script(_ADD_SCRIPT)
+        self._acquire = self.redis.register_script(_ACQUIRE_SCRIPT)
+        self._restamp = self.redis.register_script(_RESTAMP_SCRIPT)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}:{key}"
 
-    async def hit(self, key: str, limit: int, seconds: float, amount: int = 1) -> bool:
-        taken = await super().hit(key, limit, seconds, amount)
-        if taken:
-            # The library expires the list one window after the last call; a budget also
-            # reads calls a little older (its latency margin), so keep them a second longer.
-            item = WindowItem(limit, 1, namespace="w")
-            redis_key = f"{self.prefix}:lim:{item.key_for(key)}"
-            await self.redis.expire(redis_key, whole_seconds(seconds) + 2)
-        return taken
+    def _window(self, key: str) -> str:
+        """The list the library's moving window keeps for window ``key``."""
+        return f"{self.prefix}:lim:{WindowItem(1, 1, namespace='w').key_for(key)}"
+
+    async def hit(
+        self, key: str, limit: int, seconds: float, amount: int = 1, *, at: float | None = None
+    ) -> bool:
+        stamp = time.time() if at is None else at
+        # The library expires the list one window after the last call; a budget also reads
+        # calls a little older (its latency margin), so keep them a second longer.
+        ttl = whole_seconds(seconds) + 2
+        args: list[str | int] = [repr(stamp), limit, repr(float(seconds)), amount, ttl]
+        return bool(await self._acquire(keys=[self._window(key)], args=args))
+
+    async def restamp(self, key: str, old: float, new: float, seconds: float) -> bool:
+        args: list[str | int] = [repr(old), repr(new), whole_seconds(seconds) + 2]
+        return bool(await self._restamp(keys=[self._window(key)], args=args))
 
     async def read(self, keys: list[str]) -> list[dict[str, float]]:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -199,6 +285,15 @@ class DatabaseBudgetStore(BudgetStore):
     def __init__(self) -> None:
         self.db = DatabaseStorage()
         super().__init__(self.db)
+
+    async def hit(
+        self, key: str, limit: int, seconds: float, amount: int = 1, *, at: float | None = None
+    ) -> bool:
+        item = WindowItem(limit, whole_seconds(seconds), namespace="w")
+        return await self.db.acquire_entry(item.key_for(key), limit, seconds, amount, at=at)
+
+    async def restamp(self, key: str, old: float, new: float, seconds: float) -> bool:
+        return await self.db.restamp(WindowItem(1, 1, namespace="w").key_for(key), old, new)
 
     async def read(self, keys: list[str]) -> list[dict[str, float]]:
         return await self.db.read_fields(keys)

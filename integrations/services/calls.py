@@ -66,10 +66,11 @@ async def call_log_prune(*, connection_id: uuid.UUID, keep: int = CALL_LOG_KEEP)
     return deleted
 
 
-def crm_client_for(connection: Connection) -> CrmClient:
+def crm_client_for(connection: Connection, *, token_reuse_seconds: float = 0.0) -> CrmClient:
+    """``token_reuse_seconds``: see ``ConnectionTokens`` (0: the row is read for every call)."""
     provider = get_provider(connection.provider)
     return provider.crm_client(
-        tokens=ConnectionTokens(connection.pk),
+        tokens=ConnectionTokens(connection.pk, reuse_seconds=token_reuse_seconds),
         record_call=call_recorder(connection.pk),
         token_extra=dict(connection.token_extra),
         budget=budget_for(connection.provider, connection.external_account_id),

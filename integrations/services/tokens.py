@@ -8,6 +8,7 @@ rest wait on the lock and then find the token they were refused already replaced
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from datetime import timedelta
 
@@ -105,12 +106,29 @@ def _record_failure(connection: Connection, error: AppError, actor: Actor | None
 
 
 class ConnectionTokens:
-    """The ``TokenSource`` of one connection, for its ``CrmClient``."""
+    """The ``TokenSource`` of one connection, for its ``CrmClient``.
 
-    def __init__(self, connection_id: uuid.UUID) -> None:
+    ``reuse_seconds``: a token read from the connection (or refreshed) less than this long ago
+    is used again without reading the row (0: read it for every call). A sync reuses it for a
+    few seconds so that reading its next page needs no database round trip while the worker's
+    thread stores the previous page; a token refreshed elsewhere meanwhile still works until
+    it expires, and a refusal (401) is refreshed as ever.
+    """
+
+    def __init__(self, connection_id: uuid.UUID, *, reuse_seconds: float = 0.0) -> None:
         self.connection_id = connection_id
+        self.reuse_seconds = reuse_seconds
+        self._held: tuple[str, float] | None = None  # (token, when read: monotonic)
+
+    def _hold(self, token: str) -> str:
+        if self.reuse_seconds > 0:
+            self._held = (token, time.monotonic())
+        return token
 
     async def access_token(self) -> str:
+        held = self._held
+        if held is not None and time.monotonic() - held[1] < self.reuse_seconds:
+            return held[0]
         connection = await Connection.objects.only(
             "access_token", "token_expires_at", "status"
         ).aget(pk=self.connection_id)
@@ -121,9 +139,11 @@ class ConnectionTokens:
             )
         if _expiring(connection):
             return await self.refresh(connection.access_token)
-        return str(connection.access_token)
+        return self._hold(str(connection.access_token))
 
     async def refresh(self, rejected: str) -> str:
-        return await sync_to_async(connection_refresh_token)(
+        self._held = None
+        token = await sync_to_async(connection_refresh_token)(
             connection_id=self.connection_id, rejected=rejected
         )
+        return self._hold(token)

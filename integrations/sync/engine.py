@@ -6,7 +6,8 @@ pass, then hands the run back to the queue, so one big sync never holds a worker
 long and other connections' syncs and writes get their turn. Each page's upserts, deletes,
 cursor and progress counters commit in one transaction, and only while this task still holds
 the lease: a worker killed at any point loses at most the page in flight, and whoever takes the
-run over (the redelivered task, or the watchdog's) resumes from the saved cursor.
+run over (the redelivered task, or the watchdog's) resumes from the saved cursor. The next
+page is read while the previous one is being stored.
 
 Failures: retryable ones (timeouts, 5xx, 429) are retried in place with exponential backoff and
 full jitter (tenacity), never sooner than a ``Retry-After``; when they persist the run goes back
@@ -15,12 +16,13 @@ to the queue with a delay. Anything else fails the run with its error code.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
@@ -47,6 +49,8 @@ from .mirror import Deleted, MirrorCounts, mirror_mark_deleted, mirror_upsert
 from .readers import ChangePage, Cursor, reader_for
 
 logger = logging.getLogger(__name__)
+
+TOKEN_REUSE_SECONDS: Final = 5.0
 
 Outcome = Literal["done", "continue", "retry_later", "failed", "cancelled", "not_claimed"]
 
@@ -243,7 +247,9 @@ async def _read_page(
 
 async def _slice(run: SyncRun, owner: str) -> SliceResult:
     connection: Connection = run.connection
-    client = crm_client_for(connection)
+    # The token is read again every few seconds, not for every page: reading a page ahead must
+    # not wait for the database work of the page being stored (both run on this task's thread).
+    client = crm_client_for(connection, token_reuse_seconds=TOKEN_REUSE_SECONDS)
     deadline = time.monotonic() + settings.SYNC_SLICE_SECONDS
     state, _ = await SyncState.objects.aget_or_create(
         connection_id=connection.pk, object_type=run.object_type
@@ -257,34 +263,57 @@ async def _slice(run: SyncRun, owner: str) -> SliceResult:
     cursor, until = _position(state, kind, run.created_at)
     if cursor is not None and state.cursor and state.cursor.get("since"):
         since = parse_datetime(str(state.cursor["since"]))
-    while True:
-        status = await SyncRun.objects.filter(pk=run.pk).values_list("status", flat=True).afirst()
-        if status != SyncStatus.RUNNING:
-            return SliceResult("cancelled")
-        page = await _read_page(client, run, owner, cursor=cursor, since=since, until=until)
-        if page.error is not None:
-            error = page.error
-            if error.retryable:
-                await sync_to_async(_note_error)(run.pk, owner, error)
-                await sync_to_async(_release)(run.pk, owner)
-                return SliceResult("retry_later", max(float(error.retry_after or 0), 30.0))
-            await sync_to_async(_finish)(run.pk, owner, SyncStatus.FAILED, error)
-            logger.warning(
-                "sync failed",
-                extra={"sync_run": str(run.pk), "error_code": error.code.value},
-            )
-            return SliceResult("failed")
-        answer = page.unwrap()
-        await sync_to_async(_store_page)(
-            run=run, owner=owner, kind=kind, until=until, since=since, page=answer
+
+    def read(at: Cursor | None) -> asyncio.Task[Result[ChangePage]]:
+        return asyncio.create_task(
+            _read_page(client, run, owner, cursor=at, since=since, until=until)
         )
-        if answer.cursor is None:
-            await sync_to_async(_finish)(run.pk, owner, SyncStatus.SUCCEEDED)
-            return SliceResult("done")
-        cursor = answer.cursor
-        if time.monotonic() >= deadline:
-            await sync_to_async(_release)(run.pk, owner)
-            return SliceResult("continue")
+
+    if await _cancelled(run):
+        return SliceResult("cancelled")
+    # The next page is read while this one is stored (its cursor comes with the answer), so
+    # a page costs the longer of the two, not their sum. A page read ahead and never stored
+    # (cancelled, lease lost, a crash) is read again by whoever resumes from the saved cursor.
+    ahead: asyncio.Task[Result[ChangePage]] | None = read(cursor)
+    try:
+        while ahead is not None:
+            page = await ahead
+            ahead = None
+            if page.error is not None:
+                error = page.error
+                if error.retryable:
+                    await sync_to_async(_note_error)(run.pk, owner, error)
+                    await sync_to_async(_release)(run.pk, owner)
+                    return SliceResult("retry_later", max(float(error.retry_after or 0), 30.0))
+                await sync_to_async(_finish)(run.pk, owner, SyncStatus.FAILED, error)
+                logger.warning(
+                    "sync failed",
+                    extra={"sync_run": str(run.pk), "error_code": error.code.value},
+                )
+                return SliceResult("failed")
+            answer = page.unwrap()
+            if answer.cursor is not None and time.monotonic() < deadline:
+                ahead = read(answer.cursor)
+            await sync_to_async(_store_page)(
+                run=run, owner=owner, kind=kind, until=until, since=since, page=answer
+            )
+            if answer.cursor is None:
+                await sync_to_async(_finish)(run.pk, owner, SyncStatus.SUCCEEDED)
+                return SliceResult("done")
+            if ahead is not None and await _cancelled(run):
+                return SliceResult("cancelled")
+        await sync_to_async(_release)(run.pk, owner)
+        return SliceResult("continue")
+    finally:
+        if ahead is not None:
+            ahead.cancel()
+            await asyncio.gather(ahead, return_exceptions=True)
+
+
+async def _cancelled(run: SyncRun) -> bool:
+    """Whether the run stopped being ours to work on (cancelled, or no longer running)."""
+    status = await SyncRun.objects.filter(pk=run.pk).values_list("status", flat=True).afirst()
+    return status != SyncStatus.RUNNING
 
 
 async def _targeted(client: CrmClient, run: SyncRun, owner: str) -> SliceResult:

@@ -80,12 +80,15 @@ def storage(request: pytest.FixtureRequest, settings: Any) -> str:
 def test_headroom_leaves_at_least_95_percent_of_a_window(settings: Any) -> None:
     assert settings.RATE_LIMIT_HEADROOM == 0.02
     assert headroom(110) == 2  # HubSpot's ten seconds: 108 of 110
-    assert headroom(20) == 1
-    assert headroom(5) == 1
+    assert headroom(190) == 3  # 187 of 190 (Professional and Enterprise)
+    assert headroom(20) == 0  # too small for a whole call of headroom
+    assert headroom(5) == 0  # HubSpot's five searches per second, all of them
     assert headroom(1) == 0
     assert (110 - headroom(110)) / 110 >= 0.95
-    # Saturated, a client gets usable / (window + margin) per second: still >= 95%.
-    assert (110 - headroom(110)) / (10 + settings.RATE_LIMIT_MARGIN_SECONDS) >= 0.95 * 110 / 10
+    # Saturated, a client whose answers take 50 ms gets usable / (window + 0.05) per second:
+    # still >= 95%, in the ten seconds and in the one second alike.
+    assert (190 - headroom(190)) / (10 + 0.05) >= 0.95 * 190 / 10
+    assert (5 - headroom(5)) / (1 + 0.05) >= 0.95 * 5
 
 
 def test_answers_are_read_for_their_budget_facts() -> None:
@@ -136,8 +139,8 @@ def test_the_storage_follows_the_setting(settings: Any) -> None:
 
 def test_threads_never_exceed_a_window_and_reach_its_ceiling(storage: str) -> None:
     rules = policy(
-        RateWindow(name="all", limit=10, seconds=1),  # 9 usable
-        RateWindow(name="search", limit=4, seconds=2, kinds=["search"]),  # 3 usable
+        RateWindow(name="all", limit=10, seconds=1),  # no headroom in windows this small
+        RateWindow(name="search", limit=4, seconds=2, kinds=["search"]),
     )
     account = uuid.uuid4().hex
     stamps: list[tuple[float, CallKind]] = []
@@ -169,13 +172,13 @@ def test_threads_never_exceed_a_window_and_reach_its_ceiling(storage: str) -> No
     every = [s for s, _ in stamps]
     searches = [s for s, kind in stamps if kind == "search"]
     assert len(searches) == 8
-    assert most_in_any_window(every, 1.0) == 9  # the ceiling, and never more
-    assert most_in_any_window(searches, 2.0) <= 3
+    assert most_in_any_window(every, 1.0) == 10  # the ceiling, and never more
+    assert most_in_any_window(searches, 2.0) <= 4
 
 
 def test_a_call_waits_as_long_as_needed_and_no_longer(storage: str, settings: Any) -> None:
     settings.RATE_LIMIT_PACE_SECONDS = 0  # the window alone (pacing has its own test)
-    budget = fresh(policy(RateWindow(name="w", limit=5, seconds=2)))  # 4 usable
+    budget = fresh(policy(RateWindow(name="w", limit=4, seconds=2)))  # no headroom
 
     async def go() -> tuple[list[float], float, float, float]:
         began = time.monotonic()
@@ -195,9 +198,34 @@ def test_a_call_waits_as_long_as_needed_and_no_longer(storage: str, settings: An
     assert elapsed == pytest.approx(fifth, abs=0.05)
 
 
+def test_an_answer_moves_its_call_to_when_it_came(storage: str, settings: Any) -> None:
+    """A quick answer frees the call's place one window after the answer rather than a window
+    and the margin after it was sent; a slow one holds it until one window after its answer;
+    a call never answered (a timeout) keeps its place from when it was sent."""
+    settings.RATE_LIMIT_PACE_SECONDS = 0
+    settings.RATE_LIMIT_JITTER_SECONDS = 0
+    settings.RATE_LIMIT_MARGIN_SECONDS = 0.5  # large, so that the three cases differ
+    budget = fresh(policy(RateWindow(name="w", limit=1, seconds=1)))
+
+    async def go() -> tuple[float, float, float]:
+        await budget.acquire()
+        await budget.observe(status=200, headers={})  # answered at once
+        quick = await budget.acquire()
+        await asyncio.sleep(0.8)  # answered later than the margin
+        await budget.observe(status=200, headers={})
+        slow = await budget.acquire()  # and this one is never answered
+        unanswered = await budget.acquire()
+        return quick, slow, unanswered
+
+    quick, slow, unanswered = run(go)
+    assert 0.85 <= quick <= 1.3  # not 1.5
+    assert 0.95 <= slow <= 1.45  # not 1.5 - 0.8
+    assert 1.4 <= unanswered <= 1.95  # the window and the margin
+
+
 def test_past_the_longest_wait_acquire_refuses_at_once(storage: str, settings: Any) -> None:
     settings.RATE_LIMIT_PACE_SECONDS = 0
-    budget = fresh(policy(RateWindow(name="w", limit=5, seconds=2)), max_wait=1.0)
+    budget = fresh(policy(RateWindow(name="w", limit=4, seconds=2)), max_wait=1.0)
 
     async def go() -> float:
         for _ in range(4):
@@ -219,7 +247,7 @@ def test_only_searches_count_in_the_search_window(storage: str, settings: Any) -
 
     async def go() -> tuple[float, float, float]:
         started = time.monotonic()
-        for _ in range(4):  # HubSpot's five per second, one kept as headroom
+        for _ in range(5):  # HubSpot's five per second
             assert await budget.acquire("search") < 0.3
         read = await budget.acquire("read")
         search = await budget.acquire("search")
@@ -227,7 +255,7 @@ def test_only_searches_count_in_the_search_window(storage: str, settings: Any) -
 
     read, search, total = run(go)
     assert read < 0.3
-    assert search > 0.3  # the fifth search waited for the first to leave the window...
+    assert search > 0.3  # the sixth search waited for the first to leave the window...
     # ...until a second (plus the margin) after the first search, however slow the storage.
     assert 1 + settings.RATE_LIMIT_MARGIN_SECONDS - 0.2 <= total <= 2.5
 
@@ -262,7 +290,7 @@ def test_hubspot_headers_correct_the_budget(storage: str, settings: Any) -> None
         shared = next(w for w in (await other.snapshot()).windows if w.name != "secondly")
         assert (shared.limit, shared.usable, shared.remaining, shared.source) == (
             20,
-            19,
+            20,
             0,
             "provider",
         )
@@ -415,7 +443,7 @@ def test_the_database_storage_works_with_the_limits_strategies(transactional_db:
 def test_calls_are_paced_evenly_through_a_long_window(storage: str, settings: Any) -> None:
     settings.RATE_LIMIT_PACE_SECONDS = 1
     settings.RATE_LIMIT_JITTER_SECONDS = 0
-    budget = fresh(policy(RateWindow(name="w", limit=20, seconds=4)))  # 19 usable
+    budget = fresh(policy(RateWindow(name="w", limit=20, seconds=4)))  # no headroom: 20
 
     async def go() -> list[float]:
         started = time.monotonic()
@@ -426,10 +454,10 @@ def test_calls_are_paced_evenly_through_a_long_window(storage: str, settings: An
         return stamps
 
     stamps = run(go)
-    # The window's steady rate per second: ceil(19 / (4 + margin)) = 5, never a burst of 19.
-    per_second = math.ceil(19 / (4 + settings.RATE_LIMIT_MARGIN_SECONDS))
+    # The window's steady rate per second: ceil(20 / (4 + margin)) = 5, never a burst of 20.
+    per_second = math.ceil(20 / (4 + settings.RATE_LIMIT_MARGIN_SECONDS))
     assert stamps[0] < 0.3
     assert stamps[per_second] >= 0.8  # the next one waited for the pacing window
     for t in stamps:
         assert sum(1 for u in stamps if t <= u < t + 0.95) <= per_second
-    assert stamps[-1] < 6  # paced, not held back by the long window (19 usable)
+    assert stamps[-1] < 6  # paced, not held back by the long window (20 usable)

@@ -27,8 +27,9 @@ from tests.processes import ROOT
 PROCESSES, THREADS, PER_THREAD = 3, 3, 8
 POLICY: dict[str, Any] = {
     "windows": [
-        {"name": "all", "limit": 20, "seconds": 1},  # 19 usable
-        {"name": "search", "limit": 6, "seconds": 2, "kinds": ["search"]},  # 5 usable
+        # Windows this small keep no headroom: every call of them is usable.
+        {"name": "all", "limit": 19, "seconds": 1},
+        {"name": "search", "limit": 5, "seconds": 2, "kinds": ["search"]},
     ]
 }
 
@@ -168,7 +169,7 @@ def test_processes_and_threads_never_exceed_a_window(
     # measurement does not have.
     assert most_in_any_window(every, 1.0) >= 19
     assert most_in_any_window(every, 0.75) <= 19
-    assert most_in_any_window(searches, 2.0) <= 5
+    assert most_in_any_window(searches, 2.0 - 0.25) <= 5  # the same noise
     # Waits were as long as the windows needed: 72 calls at 19 per window take 3 refills.
     assert max(every) - min(every) >= 3 * 1.0
 

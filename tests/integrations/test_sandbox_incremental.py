@@ -423,3 +423,35 @@ def test_seed_spreads_modification_times_and_checks_its_input(sandbox: Sandbox) 
     assert "dup-2@example.com" in again.json()["error"]
     assert sandbox.hubspot_seed(2, prefix="dup", start=3)["created"] == 2
     assert sandbox.hubspot_stats()["live"] == 4
+
+
+def test_touch_gives_records_new_modification_times_in_the_past(
+    sandbox: Sandbox, headers: dict[str, str]
+) -> None:
+    seeded = sandbox.hubspot_seed(300, prefix="t")
+    first = int(seeded["ids"][0])
+    base = f"{sandbox.url}/_sandbox/hubspot"
+    time.sleep(1.5)  # the seeded times end about now: let them fall behind
+    before = time.time() * 1000
+    touched = sandbox.http.post(
+        f"{base}/touch",
+        json={"hub_id": ACME_HUB_ID, "object_type": "contacts", "count": 250, "start": 20},
+    )
+    assert touched.status_code == 200, touched.text
+    assert touched.json() == {"touched": 250, "ids": [str(first + 20), str(first + 269)]}
+    # The touched ones, and only they, are the newest: a search from just before finds them in
+    # id order, stamped a millisecond apart and none ahead of the clock.
+    body: dict[str, Any] = window("lastmodifieddate", "GTE", str(int(before) - 500))
+    page = search(sandbox, headers, "contacts", body | {"sorts": ASCENDING, "limit": 200})
+    assert page["total"] == 250
+    found = page["results"]
+    assert [int(r["id"]) for r in found] == list(range(first + 20, first + 220))
+    stamps = [ms(r["updatedAt"]) for r in found]
+    assert stamps == [stamps[0] + i for i in range(200)]
+    assert stamps[-1] <= time.time() * 1000
+    assert found[0]["properties"]["lastmodifieddate"] == found[0]["updatedAt"]
+    assert found[0]["properties"]["email"] == "t-21@example.com"  # nothing else changed
+    # Asking for more than there are is refused, and nothing is touched.
+    too_many = {"hub_id": ACME_HUB_ID, "object_type": "contacts", "count": 10, "start": 295}
+    assert sandbox.http.post(f"{base}/touch", json=too_many).status_code == 400
+    assert sandbox.http.post(f"{base}/touch", json={"count": 1, "colour": "red"}).status_code == 400

@@ -2,7 +2,10 @@
 
 Each method builds one SDK call (or a few), lets the ``Transport`` run it (worker thread,
 401 -> one refresh, call log, error mapping) and maps the answer to unified records. Every
-method returns a ``Result``; none raises for a HubSpot failure.
+method returns a ``Result``; none raises for a HubSpot failure. Pages of records (``list``,
+``search``) are read as raw JSON and validated straight into the wire models: the SDK's own
+models parse every timestamp with dateutil and are then turned back into dicts, which cost a
+sync more time per page than everything else it does with the page.
 
 ``company_id`` on a contact/deal input becomes HubSpot's default contact/deal -> company
 association: sent with the create call itself (one atomic request), or made with the v4
@@ -58,7 +61,7 @@ from .mapping import (
     to_record,
 )
 from .search import search_request, to_sdk
-from .transport import Transport
+from .transport import Transport, raw_answer
 from .wire import AssociationPage, HubSpotObject, ObjectPage, from_sdk
 
 LIST_PAGE_MAX = 100  # HubSpot's cap on ``limit`` for object pages
@@ -137,14 +140,17 @@ class HubSpotCrmClient(CrmClient):
         return await self.transport.sdk(
             "GET",
             f"/crm/v3/objects/{plural}",
-            lambda a: a.objects_basic.get_page_with_http_info(
-                plural,
-                limit=max(1, min(limit, LIST_PAGE_MAX)),
-                after=cursor,
-                properties=self._properties(object_type),
-                associations=read_associations(object_type) or None,
-                archived=archived,
-                **a.kw,
+            lambda a: raw_answer(
+                a.objects_basic.get_page_with_http_info(
+                    plural,
+                    limit=max(1, min(limit, LIST_PAGE_MAX)),
+                    after=cursor,
+                    properties=self._properties(object_type),
+                    associations=read_associations(object_type) or None,
+                    archived=archived,
+                    _preload_content=False,
+                    **a.kw,
+                )
             ),
             parse,
         )
@@ -253,7 +259,11 @@ class HubSpotCrmClient(CrmClient):
         return await self.transport.sdk(
             "POST",
             f"/crm/v3/objects/{plural}/search",
-            lambda a: a.objects_search.do_search_with_http_info(plural, request, **a.kw),
+            lambda a: raw_answer(
+                a.objects_search.do_search_with_http_info(
+                    plural, request, _preload_content=False, **a.kw
+                )
+            ),
             parse,
         )
 

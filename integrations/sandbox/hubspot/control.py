@@ -13,6 +13,11 @@ companies ``{prefix}-{i}.example.com``, deals ``{prefix} deal {i}``, ``i`` from 
 "archived", "duplicates": {<key>: n}}``: for each key (``email`` or ``domain`` or ``dealname``,
 and ``switchboard_write_id``; notes and tasks: the latter), how many values more than one live
 record holds.
+``POST /touch`` ``{"hub_id", "object_type", "count", "start"?}`` gives ``count`` live records
+(in id order, from the ``start``-th, default 0) new modification times, one millisecond apart
+and ending about now, as writes that change no other value would (no API calls, no webhook
+events); answers ``{"touched", "ids": [first, last]}`` (benchmarks: a known amount of work for
+an incremental sync).
 ``GET|POST /webhooks`` reads or sets the webhook subscription (see ``webhooks.py``).
 """
 
@@ -199,6 +204,34 @@ def seed(request: Request, body: dict[str, Any]) -> dict[str, Any]:
 
 
 @control
+def touch(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+    hubspot = _hubspot(request)
+    unknown = set(body) - {"hub_id", "object_type", "count", "start"}
+    if unknown:
+        raise ValueError(f"Unknown field(s): {sorted(unknown)}")
+    data = _portal(hubspot, body.get("hub_id", 62515))
+    schema = _schema(body.get("object_type", "contacts"), seeding=True)
+    count = _int(body, "count", 0, 1)
+    start = _int(body, "start", 0, 0)
+    live = [r for r in data.table(schema.name).values() if not r.archived]
+    chosen = live[start : start + count]
+    if len(chosen) < count:
+        raise ValueError(f"Only {len(live)} live {schema.name}: cannot touch {count} from {start}")
+    # Modification times one millisecond apart, ending about now (as seeding does): taken from
+    # the clock one by one, a burst would run the clock ahead of real time.
+    first_ms = max(data.clock_ms + 1, to_ms(datetime.now(UTC)) - count + 1)
+    log = data.log(schema.name)
+    for offset, record in enumerate(chosen):
+        log.remove(record.modified_ms, record.id)
+        record.updated_at = from_ms(first_ms + offset)
+        record.keys.clear()
+        log.add(first_ms + offset, record.id)
+        record.properties |= dict.fromkeys(schema.modified_props, iso_ms(record.updated_at))
+    data.clock_ms = first_ms + count - 1
+    return {"touched": count, "ids": [chosen[0].id, chosen[-1].id]}
+
+
+@control
 def stats(request: Request, body: dict[str, Any]) -> dict[str, Any]:
     hubspot = _hubspot(request)
     query = request.query_params
@@ -239,6 +272,7 @@ def routes() -> list[BaseRoute]:
         Route("/tokens/revoke", revoke_tokens, methods=["POST"]),
         Route("/config", config, methods=["GET", "POST"]),
         Route("/seed", seed, methods=["POST"]),
+        Route("/touch", touch, methods=["POST"]),
         Route("/stats", stats, methods=["GET"]),
         Route("/webhooks", webhooks, methods=["GET", "POST"]),
     ]
