@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -205,14 +206,15 @@ def worker(
         log=log,
     )
     try:
+        node = f"{name}@{socket.gethostname()}"  # ping destinations are exact node names
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        while True:
             if proc.poll() is not None:
                 raise SystemExit(f"worker {name} exited{tail(log)}")
             pinged = subprocess.run(
                 [
                     *(str(BIN / "celery"), "-A", "config", "inspect", "ping"),
-                    *("-d", f"{name}@*", "--timeout", "1"),
+                    *("-d", node, "--timeout", "1"),
                 ],
                 cwd=ROOT,
                 env=env,
@@ -221,6 +223,8 @@ def worker(
             )
             if pinged.returncode == 0:
                 break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"worker {name} did not answer a ping within 60 s{tail(log)}")
             time.sleep(0.5)  # each ping is a process of its own (Django and Celery imports)
         yield proc
     finally:
@@ -268,10 +272,14 @@ class Figure:
     met: bool | None = None
 
     def shown(self) -> str:
-        value = f"{self.value:,.3g}" if abs(self.value) < 100 else f"{self.value:,.0f}"
+        value = _number(self.value)
         if self.low is not None and self.high is not None:
-            value += f" ({self.low:,.3g}-{self.high:,.3g})"
+            value += f" ({_number(self.low)}-{_number(self.high)})"
         return f"{value} {self.unit}".strip()
+
+
+def _number(x: float) -> str:
+    return f"{x:.3g}" if abs(x) < 100 else f"{x:,.0f}"
 
 
 @dataclass

@@ -26,7 +26,7 @@ from bench.common import PYTHON, ROOT, WORK, Report, ensure_services, load_repor
 BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "api": ("bench.api", [], ["--rounds", "1", "--seconds", "3"]),
     "sync": ("bench.sync", [], ["--rounds", "1", "--contacts", "5000"]),
-    "memory": ("bench.memory", [], ["--records", "10000"]),
+    "memory": ("bench.memory", [], ["--contacts", "10000", "--rounds", "1"]),
     "workflows": ("bench.workflows", [], ["--rounds", "1"]),
 }
 
@@ -114,6 +114,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(BENCHMARKS))
     parser.add_argument("--quick", action="store_true", help="fewer rounds, smaller data")
+    parser.add_argument("--baseline", help="an earlier checkout for the API's before/after")
     args = parser.parse_args()
     ensure_services()
     WORK.mkdir(parents=True, exist_ok=True)
@@ -125,7 +126,9 @@ def main() -> None:
         module, full, quick = BENCHMARKS[name]
         out = WORK / f"{name}.json"
         out.unlink(missing_ok=True)
-        command = [PYTHON, "-m", module, *(quick if args.quick else full), "--json", str(out)]
+        extra = ["--baseline", args.baseline] if name == "api" and args.baseline else []
+        command = [PYTHON, "-m", module, *(quick if args.quick else full), *extra]
+        command += ["--json", str(out)]
         print(f"\n=== {name}: {' '.join(command[1:])}", flush=True)
         done = subprocess.run(command, cwd=ROOT, check=False)
         if out.exists():
