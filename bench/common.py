@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -288,6 +289,7 @@ class Report:
     command: str
     figures: list[Figure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    measured_at: str = ""  # UTC, set when written
 
     def add(self, figure: Figure) -> Figure:
         self.figures.append(figure)
@@ -306,6 +308,7 @@ class Report:
 
     def write(self, path: str | None) -> None:
         if path:
+            self.measured_at = self.measured_at or datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
             Path(path).write_text(json.dumps(asdict(self), indent=2))
 
 

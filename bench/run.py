@@ -96,7 +96,7 @@ def write_results(reports: list[Report], started: datetime, seconds: float) -> P
         "",
         "## Commands",
         "",
-        *(f"- `{r.command}`" for r in reports),
+        *(f"- {r.benchmark} ({r.measured_at or 'this run'} UTC): `{r.command}`" for r in reports),
         "",
     ]
     notes = [f"- {r.benchmark}: {note}" for r in reports for note in r.notes]
@@ -135,6 +135,14 @@ def main() -> None:
             reports.append(load_report(out))
         if done.returncode != 0:
             failed.append(name)
+    # Benchmarks not run this time keep the figures of their last run (RESULTS.md dates each).
+    ran = {r.benchmark for r in reports}
+    for name in BENCHMARKS:
+        earlier = WORK / f"{name}.json"
+        if name not in args.only.split(",") and earlier.exists():
+            report = load_report(earlier)
+            if report.benchmark not in ran:
+                reports.append(report)
     print("\n# All figures")
     for report in reports:
         report.print()

@@ -343,13 +343,15 @@ CELERY_BEAT_SCHEDULE["outbox-sweep"] = {
 # Shared rate-limit budgets (integrations/ratelimit): one per provider account, in Redis when
 # REDIS_URL is set, else in the database (RATE_LIMIT_STORAGE: auto, redis or database). A call
 # waits for budget up to RATE_LIMIT_MAX_WAIT_SECONDS, else fails with rate_limited and a
-# retry_after. Each window keeps RATE_LIMIT_HEADROOM of its calls unspent (at least one) and
-# lets a call start only when RATE_LIMIT_MARGIN_SECONDS past the window has room, because the
-# provider counts calls when they arrive and we count them when we send them. Sleeps get up to
-# RATE_LIMIT_JITTER_SECONDS of jitter. A refusal without Retry-After blocks the account for
-# RATE_LIMIT_BLOCK_SECONDS; a spent rolling daily allocation (Salesforce) is tried again after
-# RATE_LIMIT_DAILY_RECHECK_SECONDS. RATE_LIMIT_OVERRIDES sets or caps limits per provider
-# window, e.g. "hubspot.ten_secondly_rolling=190,hubspot.daily=500000".
+# retry_after. Each window keeps RATE_LIMIT_HEADROOM of its calls unspent (a share, rounded
+# down: a 5-per-second window keeps none, HubSpot's 190 per 10 s keeps 3). A call is stamped
+# when it is sent and stamped again when its answer arrives, so it stays counted until one
+# window after the answer (never shorter than the provider counts it); while calls are still in
+# flight, a new one starts only when RATE_LIMIT_MARGIN_SECONDS past the window has room. Sleeps
+# get up to RATE_LIMIT_JITTER_SECONDS of jitter. A refusal without Retry-After blocks the
+# account for RATE_LIMIT_BLOCK_SECONDS; a spent rolling daily allocation (Salesforce) is tried
+# again after RATE_LIMIT_DAILY_RECHECK_SECONDS. RATE_LIMIT_OVERRIDES sets or caps limits per
+# provider window, e.g. "hubspot.ten_secondly_rolling=190,hubspot.daily=500000".
 def _rate_limit_overrides(raw: str) -> dict[str, dict[str, int]]:
     found: dict[str, dict[str, int]] = {}
     for item in (part.strip() for part in raw.split(",")):
