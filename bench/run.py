@@ -77,12 +77,13 @@ def table(reports: list[Report]) -> list[str]:
     return lines
 
 
-def write_results(reports: list[Report], started: datetime, seconds: float) -> Path:
+def write_results(reports: list[Report], started: datetime, seconds: float | None) -> Path:
+    took = f" (the run took {seconds / 60:.1f} min)" if seconds is not None else ""
     lines = [
         "# Benchmark results",
         "",
-        f"Written by `make bench` on {started:%Y-%m-%d %H:%M} UTC "
-        f"(the whole run took {seconds / 60:.1f} min). Figures are medians over rounds with "
+        f"Written by `make bench` on {started:%Y-%m-%d %H:%M} UTC{took}; each benchmark's "
+        "own time is under Commands. Figures are medians over rounds with "
         "the spread (min-max) in brackets; each is measured side by side with its reference "
         "in the same run.",
         "",
@@ -115,7 +116,16 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(BENCHMARKS))
     parser.add_argument("--quick", action="store_true", help="fewer rounds, smaller data")
     parser.add_argument("--baseline", help="an earlier checkout for the API's before/after")
+    parser.add_argument(
+        "--rewrite", action="store_true", help="only rewrite RESULTS.md from the last figures"
+    )
     args = parser.parse_args()
+    if args.rewrite:
+        found = [
+            load_report(WORK / f"{n}.json") for n in BENCHMARKS if (WORK / f"{n}.json").exists()
+        ]
+        print(f"wrote {write_results(found, datetime.now(UTC), None).relative_to(ROOT)}")
+        return
     ensure_services()
     WORK.mkdir(parents=True, exist_ok=True)
     started = datetime.now(UTC)
