@@ -7,9 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.core.checks import CheckMessage, Tags, Warning, register
 from django.middleware import clickjacking, csrf, security
 from django.utils.module_loading import import_string
-from django.core.checks import CheckMessage, Tags, Warning, register
 
 
 @register(Tags.security, deploy=True)
