@@ -2,6 +2,11 @@
 
 Both end in a ``Principal``: the organisation every query is scoped to, the role, and the
 actor that audit events name.
+
+A request that sends ``Authorization: Bearer`` is judged by its key alone: a bad, unknown or
+revoked key is a 401 there and then, never a fall-through to the session (whose CSRF check
+would turn it into a 403). The session's CSRF check applies only to requests the session
+cookie actually authenticates.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest
 from django.utils import timezone
+from ninja.errors import AuthenticationError, HttpError
 from ninja.security import APIKeyCookie, HttpBearer
+from ninja.utils import check_csrf
 
 from core.context import organization_id_var, user_id_var
 from core.errors import PermissionDenied
@@ -88,18 +95,19 @@ def _key_principal(token: str, prefix: str) -> Principal | None:
 class ApiKeyAuth(HttpBearer):
     """``Authorization: Bearer sbk_...``: an active key of one organisation."""
 
-    async def authenticate(self, request: HttpRequest, token: str) -> Principal | None:
+    async def authenticate(self, request: HttpRequest, token: str) -> Principal:
         prefix = prefix_of(token)
-        if prefix is None:
-            return None
-        principal = await sync_to_async(_key_principal)(token, prefix)
-        if principal is not None:
-            _bind_log_context(principal)
+        principal = None if prefix is None else await sync_to_async(_key_principal)(token, prefix)
+        if principal is None:
+            # Raised, not None: Ninja would try the session next and answer its CSRF refusal.
+            raise AuthenticationError()
+        _bind_log_context(principal)
         return principal
 
 
 class SessionAuth(APIKeyCookie):
-    """A signed-in browser session (CSRF checked on unsafe methods).
+    """A signed-in browser session (CSRF checked on unsafe methods once the session has
+    authenticated someone: without a signed-in session the answer is 401, not a CSRF 403).
 
     The organisation is the one named by ``X-Organization`` (a slug the user belongs to), or
     else the user's first membership.
@@ -107,10 +115,19 @@ class SessionAuth(APIKeyCookie):
 
     param_name = settings.SESSION_COOKIE_NAME
 
+    def _get_key(self, request: HttpRequest) -> str | None:
+        # Ninja checks CSRF here, before knowing whether the cookie signs anyone in.
+        return request.COOKIES.get(self.param_name)
+
     async def authenticate(self, request: HttpRequest, key: str | None) -> Principal | None:
+        if not key:
+            return None
         user = await request.auser()
         if not user.is_authenticated or not user.is_active:
             return None
+        exempt = getattr(request, "_ninja_csrf_exempt", False)
+        if self.csrf and not exempt and check_csrf(request) is not None:
+            raise HttpError(403, "CSRF check Failed")
         memberships = membership_list(user_id=user.pk)
         wanted = request.headers.get("X-Organization")
         if wanted:

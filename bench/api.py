@@ -303,6 +303,7 @@ def main() -> None:
     # Throttling stays on (it is part of every request) but well above the load generated here.
     env["API_THROTTLE_AUTH_RATE"] = "10000000/m"
     env["API_THROTTLE_ANON_RATE"] = "10000000/m"
+    env["API_THROTTLE_IP_RATE"] = "10000000/m"
     django_setup(env)
     seeded = seed(runs=200, records=200)
     paths = {

@@ -7,6 +7,6 @@ django.setup(set_prefix=False)
 
 from django.conf import settings  # noqa: E402
 
-from core.asgi import PooledThreadsASGIHandler  # noqa: E402
+from core.asgi import BodySizeLimit, PooledThreadsASGIHandler  # noqa: E402
 
-application = PooledThreadsASGIHandler(threads=settings.ASGI_DB_THREADS)
+application = BodySizeLimit(PooledThreadsASGIHandler(threads=settings.ASGI_DB_THREADS))

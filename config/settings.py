@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import dj_database_url
 import django_stubs_ext
 from cryptography.fernet import Fernet
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 
 from config.env import (
     env_bool,
@@ -51,6 +53,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "servestatic",
+    "csp",
     "ninja",
     "allauth",
     "allauth.account",
@@ -60,20 +63,25 @@ INSTALLED_APPS = [
     "workflows",
 ]
 
-# Every entry runs on the event loop under ASGI: ours are natively async, and Django's own are
-# the subclasses in core.inline_middleware (Django's MiddlewareMixin would otherwise send each
-# hook of each one to a thread: sixteen hops per request; see bench/RESULTS.md).
+# Every entry runs on the event loop under ASGI: ours are natively async, and Django's own (and
+# django-csp's) are the subclasses in core.inline_middleware (Django's MiddlewareMixin would
+# otherwise send each hook of each one to a thread: sixteen hops per request; see
+# bench/RESULTS.md). The API envelope sits inside the middleware that set security headers, so
+# the answers it re-shapes (Django's 404, 400, 403) keep them; the address throttle refuses
+# before anything else reads the request.
 MIDDLEWARE = [
     "core.middleware.request_context_middleware",
-    "core.middleware.api_envelope_middleware",
     "core.inline_middleware.SecurityMiddleware",
     "servestatic.middleware.ServeStaticMiddleware",
+    "core.inline_middleware.XFrameOptionsMiddleware",
+    "core.inline_middleware.CSPMiddleware",
+    "core.middleware.api_envelope_middleware",
+    "core.throttling.ip_throttle_middleware",
     "core.inline_middleware.SessionMiddleware",
     "core.inline_middleware.CommonMiddleware",
     "core.inline_middleware.CsrfViewMiddleware",
     "core.inline_middleware.AuthenticationMiddleware",
     "core.inline_middleware.MessageMiddleware",
-    "core.inline_middleware.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
 ]
 
@@ -229,6 +237,9 @@ SERVESTATIC_AUTOREFRESH = DEBUG
 # job unless SECURE_SSL_REDIRECT is set.
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+# Lax, not Strict: the provider's redirect back to the OAuth callback is a cross-site navigation
+# that must carry the session (the wizard binds its state to the browser that started).
+SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Lax"
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
@@ -243,6 +254,12 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 if env_bool("TRUST_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# How many proxies in front of Switchboard append the address they saw to X-Forwarded-For; the
+# client address (throttles) is then the entry the outermost of them appended. 0: REMOTE_ADDR
+# only, never the header (uvicorn already rewrites REMOTE_ADDR from it for connections from its
+# --forwarded-allow-ips, 127.0.0.1 by default).
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+NINJA_NUM_PROXIES = TRUSTED_PROXY_COUNT
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2 * 1024 * 1024)
 
 # CRM providers. Each takes <KEY>_CLIENT_ID, <KEY>_CLIENT_SECRET, <KEY>_REDIRECT_URI,
@@ -312,6 +329,61 @@ PROVIDERS: dict[str, dict[str, str]] = {
 if SWITCHBOARD_SANDBOX_URL:
     PROVIDERS["salesforce"]["app_url"] = env_str("SALESFORCE_APP_URL", f"{_SF_LOGIN}/login")
 PROVIDER_TIMEOUT_SECONDS = float(env_int("PROVIDER_TIMEOUT_SECONDS", 20))
+
+
+# Content Security Policy (django-csp, run inline by core.inline_middleware.CSPMiddleware), by
+# what a response is. HTML pages (wizard, admin, account pages, home): scripts only from our own
+# origin, no inline script anywhere; <style> elements need the request's nonce (templates:
+# nonce="{{ request.csp_nonce }}"); style attributes stay allowed (the admin's status badges
+# use them; CSS cannot fetch anything beyond 'self' under this policy). Forms
+# post to us, and the connect wizard's form (Salesforce's login host choice) is answered with a
+# redirect to the provider's consent page, which Chromium checks against form-action too: every
+# configured provider's consent origins are allowed, My Domain hosts (validated by the provider,
+# *.my.salesforce.com) as a wildcard.
+def _origin(url: str) -> str | None:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
+
+
+_CONSENT_ORIGINS = sorted(
+    {
+        origin
+        for provider in PROVIDERS.values()
+        for key in ("app_url", "sandbox_login_url", "my_domain_url")
+        if (origin := _origin(provider.get(key, "").replace("{domain}", "*.my.salesforce.com")))
+    }
+)
+CONTENT_SECURITY_POLICY: dict[str, Any] = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, NONCE],
+        "style-src-attr": [UNSAFE_INLINE],
+        "img-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF, *_CONSENT_ORIGINS],
+    }
+}
+# /api/v1/docs: Swagger UI from our own static files (Ninja serves its bundled copy when "ninja"
+# is an installed app, so no CDN); its stylesheet draws icons from data: URIs.
+CONTENT_SECURITY_POLICY_API_DOCS: dict[str, Any] = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+    }
+}
+# Everything else (the API's JSON, webhook answers): nothing to load, nothing to frame.
+CONTENT_SECURITY_POLICY_NON_HTML: dict[str, Any] = {
+    "DIRECTIVES": {"default-src": [NONE], "frame-ancestors": [NONE]}
+}
 
 # The write outbox (integrations/outbox): every CRM write is a CrmWrite row before it is sent.
 # An API write waits OUTBOX_INLINE_SECONDS for the provider, then answers 202 and the write
@@ -385,6 +457,9 @@ OAUTH_ATTEMPT_TTL_SECONDS = 600
 API_KEY_LAST_USED_RESOLUTION_SECONDS = 60
 API_THROTTLE_AUTH_RATE = env_str("API_THROTTLE_AUTH_RATE", "6000/m")
 API_THROTTLE_ANON_RATE = env_str("API_THROTTLE_ANON_RATE", "600/m")
+# Every /api/ request per client address, before authentication (core.throttling): bounds one
+# address cycling many keys. Twice one key's rate, so a single busy key never meets it.
+API_THROTTLE_IP_RATE = env_str("API_THROTTLE_IP_RATE", "12000/m")
 # Where the throttles count (a ``limits`` storage URI): Redis when configured, else in memory.
 API_THROTTLE_STORAGE = env_str("API_THROTTLE_STORAGE", REDIS_URL or "memory://")
 CONNECT_SESSION_MAX_TTL_SECONDS = 30 * 60

@@ -1,11 +1,12 @@
 """Deploy checks: production must not run on the secrets generated for the embedded stack, and
-the security middleware must be in place (under the subclass names core.inline_middleware
-gives them)."""
+the security middleware (Django's and django-csp's) must be in place (under the subclass names
+core.inline_middleware gives them)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from csp.middleware import CSPMiddleware
 from django.conf import settings
 from django.core.checks import CheckMessage, Tags, Warning, register
 from django.middleware import clickjacking, csrf, security
@@ -55,6 +56,7 @@ _REQUIRED_MIDDLEWARE = (
     (security.SecurityMiddleware, "HSTS, nosniff, referrer policy and SSL redirect"),
     (clickjacking.XFrameOptionsMiddleware, "the X-Frame-Options header"),
     (csrf.CsrfViewMiddleware, "CSRF protection"),
+    (CSPMiddleware, "the Content-Security-Policy header"),
 )
 
 

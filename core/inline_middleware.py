@@ -1,4 +1,4 @@
-"""Django's own middleware, run without a thread hop under ASGI.
+"""Django's own middleware (and django-csp's), run without a thread hop under ASGI.
 
 Django's ``MiddlewareMixin`` runs every ``process_request`` and ``process_response`` of a
 middleware in a worker thread (``sync_to_async``) when the stack is async, in case the hook
@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from asgiref.sync import markcoroutinefunction, sync_to_async
+from csp import middleware as csp
 from django.conf import settings
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
@@ -94,3 +95,23 @@ class MessageMiddleware(_Inline, messages.MessageMiddleware):
         # Storing messages may read the session from the database first.
         storage = getattr(request, "_messages", None)
         return storage is not None and bool(storage.used or storage.added_new)
+
+
+class CSPMiddleware(_Inline, csp.CSPMiddleware):
+    """django-csp's Content-Security-Policy header, with the policy chosen by what the response
+    is (see config/settings.py): HTML pages get ``CONTENT_SECURITY_POLICY``, the API's docs page
+    ``CONTENT_SECURITY_POLICY_API_DOCS``, anything else (JSON) ``CONTENT_SECURITY_POLICY_NON_HTML``.
+    A view's own ``@csp`` / ``@csp_replace`` / ``@csp_update`` decorators still apply."""
+
+    def get_policy_parts(
+        self, request: HttpRequest, response: HttpResponseBase, report_only: bool = False
+    ) -> csp.PolicyParts:
+        parts = super().get_policy_parts(request, response, report_only)
+        if report_only or parts.config is not None:
+            return parts
+        match = getattr(request, "resolver_match", None)
+        if match is not None and match.view_name == "api:openapi-view":
+            parts.config = settings.CONTENT_SECURITY_POLICY_API_DOCS["DIRECTIVES"]
+        elif not response.get("Content-Type", "").startswith("text/html"):
+            parts.config = settings.CONTENT_SECURITY_POLICY_NON_HTML["DIRECTIVES"]
+        return parts

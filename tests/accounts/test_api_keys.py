@@ -142,3 +142,88 @@ def test_pagination_by_cursor_and_offset(api: Api, org: Organization) -> None:
 )
 def test_bad_pagination_is_422(api: Api, params: dict[str, object]) -> None:
     assert_envelope_error(api.get("/api/v1/api-keys", params), 422, "validation_failed")
+
+
+def _strict_client() -> Client:
+    # Django's test client skips CSRF unless asked: a browser (or curl) gets no such pass.
+    return Client(enforce_csrf_checks=True)
+
+
+@pytest.mark.parametrize("state", ["revoked", "unknown", "malformed", "empty"])
+def test_a_bad_key_on_an_unsafe_method_is_401_not_a_csrf_refusal(
+    api: Api, org: Organization, state: str
+) -> None:
+    keys = {
+        "revoked": new_key(org, "soon revoked"),
+        "unknown": "sbk_AAAAAAAA_" + "x" * 43,
+        "malformed": "not-a-key",
+        "empty": "",
+    }
+    if state == "revoked":
+        victim_id = ApiKey.objects.get(name="soon revoked").pk
+        assert_envelope_ok(api.delete(f"/api/v1/api-keys/{victim_id}"))
+    before = ApiKey.objects.count()
+    response = _strict_client().post(
+        "/api/v1/api-keys",
+        b'{"name": "sneaky"}',
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {keys[state]}"},
+    )
+    assert_envelope_error(response, 401, "unauthenticated")
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert ApiKey.objects.count() == before
+
+
+def test_a_bad_key_is_not_rescued_by_a_signed_in_session(org: Organization) -> None:
+    owner = make_membership(organization=org, role=Role.OWNER).user
+    client = _strict_client()
+    client.force_login(owner)
+    headers = {"Authorization": "Bearer sbk_AAAAAAAA_nope"}
+    assert_envelope_error(client.get("/api/v1/me", headers=headers), 401, "unauthenticated")
+    page = client.get("/admin/login/")  # a CSRF cookie, as a browser page would leave
+    token = page.cookies["csrftoken"].value
+    response = client.post(
+        "/api/v1/api-keys",
+        b'{"name": "x"}',
+        content_type="application/json",
+        headers=headers | {"X-CSRFToken": token},
+    )
+    assert_envelope_error(response, 401, "unauthenticated")
+    assert not ApiKey.objects.filter(organization=org).exists()
+
+
+def test_a_good_key_needs_no_csrf_token(api: Api) -> None:
+    response = _strict_client().post(
+        "/api/v1/api-keys",
+        b'{"name": "from ci"}',
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {api.key}"},
+    )
+    assert assert_envelope_ok(response, 201)["name"] == "from ci"
+
+
+def test_no_credentials_at_all_is_401(db: None) -> None:
+    response = _strict_client().post(
+        "/api/v1/api-keys", b'{"name": "x"}', content_type="application/json"
+    )
+    assert_envelope_error(response, 401, "unauthenticated")
+    assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_a_session_needs_the_csrf_token_on_unsafe_methods(org: Organization) -> None:
+    owner = make_membership(organization=org, role=Role.OWNER).user
+    client = _strict_client()
+    client.force_login(owner)
+    body = b'{"name": "mine"}'
+    refused = client.post("/api/v1/api-keys", body, content_type="application/json")
+    assert_envelope_error(refused, 403, "csrf_failed")
+    token = client.get("/admin/login/").cookies["csrftoken"].value
+    accepted = client.post(
+        "/api/v1/api-keys", body, content_type="application/json", headers={"X-CSRFToken": token}
+    )
+    assert assert_envelope_ok(accepted, 201)["created_by"] == owner.email
+    # A session cookie that signs nobody in is no credential: 401, not a CSRF refusal.
+    client.logout()
+    client.cookies["sessionid"] = "no-such-session"
+    stale = client.post("/api/v1/api-keys", body, content_type="application/json")
+    assert_envelope_error(stale, 401, "unauthenticated")
