@@ -2,14 +2,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from allauth.account.admin import EmailAddressAdmin as AllauthEmailAddressAdmin
+from allauth.account.models import EmailAddress
 from django.contrib import admin, messages
+from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import BaseUserCreationForm
 from django.contrib.auth.forms import UserChangeForm as BaseUserChangeForm
+from django.contrib.auth.models import Group
 from django.db.models import Count, QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
 
+from .admin_scope import (
+    OrganizationScopedAdmin,
+    ScopedTabularInline,
+    SuperuserOnlyAdmin,
+    organization_scope,
+)
 from .audit import Actor
 from .models import ApiKey, AuditEvent, Membership, Organization, Role, User
 from .services import (
@@ -37,8 +47,18 @@ class UserChangeForm(BaseUserChangeForm[User]):
         fields = "__all__"
 
 
+def _superuser(request: HttpRequest) -> bool:
+    return organization_scope(request) is None
+
+
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):  # type: ignore[type-arg]  # bound is AbstractUser; ours is email-only
+class UserAdmin(OrganizationScopedAdmin[User], DjangoUserAdmin):  # type: ignore[type-arg]  # bound is AbstractUser; ours is email-only
+    """People. A person can belong to several organisations and their account carries
+    installation-wide powers (staff, superuser, groups, permissions, password), so only
+    superusers add, change or delete one. Other staff see, read-only, the people who share an
+    organisation with them (who is in my organisation; the members inline picks from them)."""
+
+    organization_path = "memberships__organization"
     form = UserChangeForm
     add_form = UserCreationForm
     ordering = ("email",)
@@ -56,9 +76,25 @@ class UserAdmin(DjangoUserAdmin):  # type: ignore[type-arg]  # bound is Abstract
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
+    member_fieldsets = (
+        (None, {"fields": ("email", "full_name", "is_active")}),
+        ("Dates", {"fields": ("last_login", "date_joined")}),
+    )
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        return super().get_fieldsets(request, obj) if _superuser(request) else self.member_fieldsets
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return _superuser(request) and super().has_add_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return _superuser(request) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return _superuser(request) and super().has_delete_permission(request, obj)
 
 
-class MembershipInline(admin.TabularInline[Membership, Organization]):
+class MembershipInline(ScopedTabularInline[Membership, Organization]):
     model = Membership
     extra = 0
     autocomplete_fields = ("user",)
@@ -67,8 +103,13 @@ class MembershipInline(admin.TabularInline[Membership, Organization]):
 
 
 @admin.register(Organization)
-class OrganizationAdmin(admin.ModelAdmin[Organization]):
-    """Edits go through the services so that every change leaves an audit event."""
+class OrganizationAdmin(OrganizationScopedAdmin[Organization]):
+    """Edits go through the services so that every change leaves an audit event.
+
+    Only superusers add organisations: a new one has no members yet, so it would be outside
+    the scope of any other staff member who made it."""
+
+    organization_path = "id"
 
     list_display = ("name", "slug", "member_count", "created_at")
     search_fields = ("name", "slug", "memberships__user__email")
@@ -76,8 +117,13 @@ class OrganizationAdmin(admin.ModelAdmin[Organization]):
     readonly_fields = ("id", "created_at")
     inlines = (MembershipInline,)
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return _superuser(request) and super().has_add_permission(request)
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Organization]:
-        return super().get_queryset(request).annotate(member_total=Count("memberships"))
+        # Ordered again: a grouped query drops Meta.ordering (autocomplete pages through it).
+        annotated = super().get_queryset(request).annotate(member_total=Count("memberships"))
+        return annotated.order_by("name", "pk")
 
     @admin.display(description="members", ordering="member_total")
     def member_count(self, obj: Organization) -> int:
@@ -125,7 +171,7 @@ class OrganizationAdmin(admin.ModelAdmin[Organization]):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
+class ApiKeyAdmin(OrganizationScopedAdmin[ApiKey]):
     """Keys are listed and revoked here; the secret is never stored, so never shown.
 
     New keys come from the API or ``manage.py create_api_key``, which show the key once.
@@ -143,6 +189,7 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
     list_filter = (("revoked_at", admin.EmptyFieldListFilter), "organization")
     search_fields = ("name", "prefix", "organization__name", "organization__slug")
     list_select_related = ("organization",)
+    ordering = ("-created_at", "-id")  # autocomplete pages through it: keep it ordered
     fields = (
         "id",
         "organization",
@@ -188,7 +235,10 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin[AuditEvent]):
+class AuditEventAdmin(OrganizationScopedAdmin[AuditEvent]):
+    """Other staff than superusers see their organisations' events (not those of no
+    organisation: sign-ins, installation-wide changes)."""
+
     list_display = (
         "created_at",
         "actor_label",
@@ -211,3 +261,24 @@ class AuditEventAdmin(admin.ModelAdmin[AuditEvent]):
 
     def has_delete_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
         return False
+
+
+# Installation-wide models of Django and allauth: no organisation owns their rows.
+admin.site.unregister(Group)
+admin.site.unregister(EmailAddress)
+
+
+@admin.register(Group)
+class GroupAdmin(SuperuserOnlyAdmin[Group], DjangoGroupAdmin):
+    superuser_only_reason = (
+        "Permission groups are shared by every organisation's staff: changing one changes "
+        "what staff of other organisations may do."
+    )
+
+
+@admin.register(EmailAddress)
+class EmailAddressAdmin(SuperuserOnlyAdmin[Any], AllauthEmailAddressAdmin):  # type: ignore[misc]  # allauth is untyped
+    superuser_only_reason = (
+        "A person's sign-in addresses belong to their account, which can span organisations; "
+        "verifying or changing one affects their access to all of them."
+    )

@@ -84,6 +84,9 @@ async def api_keys_revoke(request: HttpRequest, key_id: str) -> Envelope[ApiKeyO
     except ValueError:
         # Not a key id at all: the same answer as a key that is not yours.
         raise NotFound("No such API key.", details={"id": key_id}) from None
+    # Another organisation's key is a 404 for every caller, members included (never a 403).
+    if not await api_key_list(organization_id=p.organization_id).filter(pk=parsed).aexists():
+        raise NotFound("No such API key.", details={"id": key_id})
     p.require_manager()
     api_key = await sync_to_async(api_key_revoke)(
         organization_id=p.organization_id, api_key_id=parsed, actor=p.actor

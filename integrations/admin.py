@@ -9,6 +9,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from accounts.admin_scope import OrganizationScopedAdmin
 from accounts.audit import Actor
 from core.admin_badges import badge
 from core.errors import AppError
@@ -58,7 +59,7 @@ class ProviderCallInline(admin.TabularInline[ProviderCallLog, Connection]):
 
 
 @admin.register(Connection)
-class ConnectionAdmin(admin.ModelAdmin[Connection]):
+class ConnectionAdmin(OrganizationScopedAdmin[Connection]):
     """Tokens are never shown: only their expiry and when they were last refreshed."""
 
     list_display = (
@@ -76,6 +77,7 @@ class ConnectionAdmin(admin.ModelAdmin[Connection]):
     list_filter = ("provider", "status", "organization")
     search_fields = ("display_name", "external_account_id", "account_user", "organization__name")
     list_select_related = ("organization",)
+    ordering = ("-created_at", "-id")  # autocomplete pages through it: keep it ordered
     fields = (
         "id",
         "organization",
@@ -206,7 +208,7 @@ class ConnectionAdmin(admin.ModelAdmin[Connection]):
 
 
 @admin.register(OAuthAttempt)
-class OAuthAttemptAdmin(admin.ModelAdmin[OAuthAttempt]):
+class OAuthAttemptAdmin(OrganizationScopedAdmin[OAuthAttempt]):
     list_display = (
         "created_at",
         "provider",

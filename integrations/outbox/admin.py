@@ -8,6 +8,7 @@ never with its tokens.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.contrib import admin, messages
@@ -16,6 +17,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from accounts.admin_scope import OrganizationScopedAdmin
 from accounts.audit import Actor
 from core.admin_badges import badge
 from core.errors import AppError
@@ -40,10 +42,9 @@ class ProviderFilter(admin.SimpleListFilter):
     title = "provider"
     parameter_name = "provider"
 
-    def lookups(self, request: HttpRequest, model_admin: object) -> list[tuple[str, str]]:
-        providers = (
-            CrmWrite.objects.order_by().values_list("connection__provider", flat=True).distinct()
-        )
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        writes: QuerySet[CrmWrite] = model_admin.get_queryset(request)  # the caller's rows only
+        providers = writes.order_by().values_list("connection__provider", flat=True).distinct()
         return [(p, p) for p in sorted(set(providers))]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[CrmWrite]) -> QuerySet[CrmWrite]:
@@ -52,7 +53,7 @@ class ProviderFilter(admin.SimpleListFilter):
 
 
 @admin.register(CrmWrite)
-class CrmWriteAdmin(admin.ModelAdmin[CrmWrite]):
+class CrmWriteAdmin(OrganizationScopedAdmin[CrmWrite]):
     list_display = (
         "created_at",
         "status_badge",

@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils.safestring import SafeString
 
+from accounts.admin_scope import OrganizationScopedAdmin
 from core.admin_badges import badge
 from core.errors import AppError
 
@@ -69,8 +70,10 @@ def full_resync(
 
 
 @admin.register(SyncRun)
-class SyncRunAdmin(admin.ModelAdmin[SyncRun]):
+class SyncRunAdmin(OrganizationScopedAdmin[SyncRun]):
     """Runs refresh every few seconds while one on the page is queued or running."""
+
+    organization_path = "connection__organization"
 
     list_display = (
         "created_at",
@@ -123,13 +126,14 @@ class SyncRunAdmin(admin.ModelAdmin[SyncRun]):
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        live = SyncRun.objects.filter(status__in=ACTIVE_SYNC_STATUSES).exists()
+        live = self.get_queryset(request).filter(status__in=ACTIVE_SYNC_STATUSES).exists()
         context = (extra_context or {}) | {"live_refresh": LIVE_REFRESH_SECONDS if live else None}
         return super().changelist_view(request, context)
 
 
 @admin.register(CrmRecord)
-class CrmRecordAdmin(admin.ModelAdmin[CrmRecord]):
+class CrmRecordAdmin(OrganizationScopedAdmin[CrmRecord]):
+    organization_path = "connection__organization"
     list_display = (
         "external_id",
         "object_type",

@@ -19,6 +19,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
+from accounts.admin_scope import OrganizationScopedAdmin
 from core.admin_badges import badge
 from core.errors import AppError
 
@@ -78,7 +79,7 @@ def decide(
 
 
 @admin.register(Approval)
-class ApprovalAdmin(admin.ModelAdmin[Approval]):
+class ApprovalAdmin(OrganizationScopedAdmin[Approval]):
     list_display = (
         "created_at",
         "status_badge",
@@ -133,7 +134,7 @@ class ApprovalAdmin(admin.ModelAdmin[Approval]):
         )
         # Annotated before the ordering applies (the default get_queryset orders first).
         annotated = Approval.objects.annotate(pending_rank=pending_first)
-        return annotated.order_by(*self.get_ordering(request))
+        return self.scope_queryset(request, annotated.order_by(*self.get_ordering(request)))
 
     def get_ordering(self, request: HttpRequest) -> tuple[str, ...]:
         return ("pending_rank", "-created_at")

@@ -22,6 +22,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.views.decorators.http import require_POST
 
+from accounts.admin_scope import OrganizationScopedAdmin
 from core.admin_badges import badge
 from core.errors import AppError
 
@@ -81,7 +82,7 @@ def _step_view(step: RunStep) -> StepView:
 
 
 @admin.register(WorkflowRun)
-class WorkflowRunAdmin(admin.ModelAdmin[WorkflowRun]):
+class WorkflowRunAdmin(OrganizationScopedAdmin[WorkflowRun]):
     """Runs list and run page; the list refreshes while a run on it is queued or running."""
 
     list_display = (
@@ -223,7 +224,11 @@ class WorkflowRunAdmin(admin.ModelAdmin[WorkflowRun]):
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        live = WorkflowRun.objects.filter(status__in=(RunStatus.QUEUED, RunStatus.RUNNING)).exists()
+        live = (
+            self.get_queryset(request)
+            .filter(status__in=(RunStatus.QUEUED, RunStatus.RUNNING))
+            .exists()
+        )
         context = (extra_context or {}) | {"live_refresh": LIVE_REFRESH_SECONDS if live else None}
         return super().changelist_view(request, context)
 

@@ -20,6 +20,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from accounts.admin_scope import OrganizationScopedAdmin
 from core.errors import AppError, ValidationFailed
 
 from ..models import Workflow, WorkflowRun
@@ -38,7 +39,7 @@ def trigger_url(workflow: Workflow) -> str:
 
 
 @admin.register(Workflow)
-class WorkflowAdmin(admin.ModelAdmin[Workflow]):
+class WorkflowAdmin(OrganizationScopedAdmin[Workflow]):
     form = WorkflowForm
     list_display = (
         "key",
