@@ -88,12 +88,21 @@ def _token_call(provider: Provider, what: str, call: Any) -> TokenSet:
             f"{provider.display_name} failed the {what} ({status}).",
             details={"provider": provider.key, "status": status},
         ) from exc
-    except ValueError as exc:  # not JSON, or not an object
-        raise ProviderError(
-            f"{provider.display_name} answered the {what} with something that is not a token.",
-            details={"provider": provider.key},
-        ) from exc
-    return provider.parse_token_response(dict(body), now=timezone.now())
+    except (ValueError, TypeError) as exc:  # not JSON, not an object, values of wrong types
+        raise _not_a_token(provider, what) from exc
+    try:
+        return provider.parse_token_response(dict(body), now=timezone.now())
+    except ProviderError:
+        raise
+    except (ValueError, TypeError) as exc:  # e.g. a refresh token that is not a string
+        raise _not_a_token(provider, what) from exc
+
+
+def _not_a_token(provider: Provider, what: str) -> ProviderError:
+    return ProviderError(
+        f"{provider.display_name} answered the {what} with something that is not a token.",
+        details={"provider": provider.key},
+    )
 
 
 def token_exchange_code(

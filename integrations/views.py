@@ -2,7 +2,12 @@
 
 Two kinds of visitor: a signed-in member of the organisation, or an end customer holding a
 connect-session link (``/connect/?session=<token>``), who sees only that organisation and the
-providers the session allows. The token is kept in the browser's session for the next steps.
+providers the session allows. The token is kept in the browser's session for the next steps;
+only the index page takes a link, so a link can never start a flow unseen.
+
+The callback is finished only by the browser that started the flow (the state is kept in its
+session) and only while it still acts for the same visitor: the same connect session, or the same
+signed-in member, still a member of the organisation (see ``services.oauth``).
 """
 
 from __future__ import annotations
@@ -23,7 +28,13 @@ from core.errors import AppError
 from .models import Connection
 from .providers.registry import available_providers
 from .selectors import connection_list
-from .services.oauth import OAuthFailure, oauth_complete, oauth_start
+from .services.oauth import (
+    Browser,
+    OAuthFailure,
+    oauth_complete,
+    oauth_start,
+    refuse_without_attempt,
+)
 
 logger = logging.getLogger("switchboard.connect")
 
@@ -45,8 +56,11 @@ class WizardError(Exception):
         self.code, self.message, self.status = code, message, status
 
 
-async def _visitor(request: HttpRequest) -> Visitor:
-    token = request.GET.get("session")
+async def _visitor(request: HttpRequest, *, from_link: bool = True) -> Visitor:
+    """Who is using the wizard. ``from_link``: a ``session`` parameter (a connect-session link)
+    is taken; only the index takes one, so a link can never start a flow before the person saw
+    which organisation it connects to."""
+    token = request.GET.get("session") if from_link else None
     if token:
         await request.session.aset(SESSION_TOKEN_KEY, token)
     else:
@@ -125,7 +139,7 @@ async def connect_index(request: HttpRequest) -> HttpResponse:
 
 async def connect_start(request: HttpRequest, provider: str) -> HttpResponse:
     try:
-        visitor = await _visitor(request)
+        visitor = await _visitor(request, from_link=False)
         started = await sync_to_async(oauth_start)(
             organization_id=visitor.organization.pk,
             provider_key=provider,
@@ -145,33 +159,53 @@ async def connect_start(request: HttpRequest, provider: str) -> HttpResponse:
     return HttpResponseRedirect(started.authorize_url)
 
 
+async def _browser(request: HttpRequest) -> Browser:
+    """Who is finishing a flow in this browser. Only what the browser's session holds counts
+    (a ``session`` parameter on the callback URL is not read: the provider never adds one)."""
+    states = [str(s) for s in await request.session.aget(SESSION_STATES_KEY, [])]
+    token = await request.session.aget(SESSION_TOKEN_KEY)
+    if token:
+        try:
+            claims = connect_session_verify(str(token))
+        except AppError as exc:
+            expired = exc.details.get("reason") == "expired"
+            return Browser(states=states, connect_link_expired=expired)
+        return Browser(states=states, connect_session=claims)
+    user = await request.auser()
+    return Browser(states=states, user_id=user.pk if user.is_authenticated else None)
+
+
 async def connect_callback(request: HttpRequest, provider: str) -> HttpResponse:
     params = request.GET
     state = params.get("state", "")
-    if not state:
-        return await _error(
-            request, "unknown_state", "This page was opened without a sign-in.", 400
-        )
-    states = list(await request.session.aget(SESSION_STATES_KEY, []))
+    browser = await _browser(request)
     try:
+        if not state:
+            raise refuse_without_attempt(
+                provider_key=provider, code="missing_state", actor=browser.actor()
+            )
         connection = await oauth_complete(
             provider_key=provider,
             state=state,
             code=params.get("code"),
             error=params.get("error"),
             error_description=params.get("error_description"),
-            browser_states=states,
+            browser=browser,
         )
     except OAuthFailure as exc:
         logger.info(
             "connect failed: %s",
             exc.code,
-            extra={"provider": provider, "attempt_id": str(exc.attempt_id or "")},
+            extra={
+                "provider": provider,
+                "attempt_id": str(exc.attempt_id or ""),
+                "reason": exc.code,
+            },
         )
         return await _error(request, exc.code, exc.message, exc.status)
     finally:
-        if state in states:
-            states.remove(state)
+        if state and state in browser.states:  # spent, whatever the outcome
+            states = [s for s in browser.states if s != state]
             await request.session.aset(SESSION_STATES_KEY, states)
     context = {
         "connection": connection,

@@ -6,6 +6,8 @@ reports the calls received (``total``, ``requests`` by route, ``token_grants``, 
 ``requests_by_account`` and ``rate_limited_by_account`` keyed ``hubspot:<hub_id>`` /
 ``salesforce:<org>``); ``GET|POST /_sandbox/faults`` reads or replaces the faults applied to CRM
 calls (omitted fields go back to their defaults, unknown ones are refused; see ``state.py``);
+``GET|POST /_sandbox/oauth-faults`` reads or replaces the garbage answers queued for the OAuth token
+and identity endpoints (see ``oauth_faults.py``);
 ``GET /_sandbox/health`` answers when the sandbox is up. Provider-specific controls live under
 ``/_sandbox/<provider>/`` (see ``hubspot/control.py`` and ``salesforce/control.py``).
 """
@@ -82,6 +84,14 @@ def faults(request: Request, body: dict[str, Any]) -> dict[str, Any]:
 
 
 @control
+def oauth_faults(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+    shared: SandboxState = request.app.state.sandbox
+    if request.method == "POST":
+        shared.oauth_faults.replace(body)
+    return shared.oauth_faults.as_dict()
+
+
+@control
 def health(request: Request, body: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True, "providers": sorted(request.app.state.providers)}
 
@@ -91,5 +101,6 @@ def routes() -> list[BaseRoute]:
         Route("/reset", reset, methods=["POST"]),
         Route("/counters", counters, methods=["GET"]),
         Route("/faults", faults, methods=["GET", "POST"]),
+        Route("/oauth-faults", oauth_faults, methods=["GET", "POST"]),
         Route("/health", health, methods=["GET"]),
     ]

@@ -4,7 +4,8 @@ The sandbox runs in one process on one event loop. Handlers take ``SandboxState.
 every read-modify-write of state and never await while holding it, so concurrent requests see
 consistent state; waits (latency, held requests) happen outside the lock.
 
-Faults hit the providers' CRM calls (never OAuth or the control API). Deterministic ones come
+Faults hit the providers' CRM calls (never OAuth or the control API; ``oauth_faults.py`` makes
+the OAuth endpoints answer garbage). Deterministic ones come
 first (``fail_next``, ``timeout_next``, ``timeout_after_next``, ``rate_limit_next``: the next N
 calls), then a 429 burst still owed to the caller's account, then a draw: with probability
 ``fault_rate`` the call suffers one fault, its kind drawn from the weights of ``fault_mix``:
@@ -29,6 +30,8 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from .oauth_faults import OAuthFaults
 
 FaultKind = Literal["fail", "timeout", "timeout_after", "rate_limit", "slow"]
 FAULT_KINDS: tuple[FaultKind, ...] = ("fail", "timeout", "timeout_after", "rate_limit", "slow")
@@ -170,12 +173,14 @@ class SandboxState:
         self.faults = Faults()
         self.random = random.Random()  # noqa: S311 - fault draws, not cryptography
         self.bursts: dict[str, int] = {}  # account -> 429s still owed by a drawn burst
+        self.oauth_faults = OAuthFaults()  # garbage answers of the OAuth endpoints
 
     def reset(self) -> None:
         self.counters = Counters()
         self.faults = Faults()
         self.random = random.Random()  # noqa: S311 - fault draws, not cryptography
         self.bursts = {}
+        self.oauth_faults = OAuthFaults()
 
     def count(self, key: str, account: str | None = None) -> None:
         self.counters.requests[key] += 1

@@ -3,7 +3,8 @@
 A delivery is a JSON array (HubSpot batches up to 100 events) of objects like
 ``{"eventId", "subscriptionId", "portalId", "appId", "occurredAt", "subscriptionType",
 "attemptNumber", "objectId", "changeSource", "propertyName", "propertyValue"}``. Every event is
-stored as it came; only the fields routing needs are validated here, the rest is kept raw.
+stored as it came; only the fields routing needs are validated here (each event on its own: see
+``views.py``, "Partial deliveries"), the rest is kept raw.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from ..providers.unified import ObjectType
 
@@ -51,9 +52,6 @@ class HubSpotEvent(BaseModel):
 
     def occurred(self) -> datetime | None:
         return None if self.occurred_at is None else ms_to_datetime(self.occurred_at)
-
-
-DELIVERY = TypeAdapter(list[HubSpotEvent])
 
 
 def ms_to_datetime(value: int) -> datetime:

@@ -89,6 +89,16 @@ def _dispatch(event_ids: list[int]) -> None:
     process_events_task.apply_async((event_ids,), queue=QUEUE)
 
 
+def webhook_known_accounts(*, provider: str, account_ids: set[str]) -> set[str]:
+    """Which of these provider accounts some organisation has a connection to (in any state: a
+    disconnected one's events are kept ``unrouted``, to be replayed on reconnecting)."""
+    return set(
+        Connection.objects.filter(provider=provider, external_account_id__in=account_ids)
+        .values_list("external_account_id", flat=True)
+        .distinct()
+    )
+
+
 def webhook_store(*, provider: str, events: Sequence[IncomingEvent]) -> StoreOutcome:
     """Store a verified delivery in one transaction; queue its processing after the commit.
 

@@ -300,3 +300,34 @@ def test_salesforce_timeout_after_commits_the_create(sandbox: Sandbox) -> None:
     rows = sf.query("SELECT Id, LastName FROM Contact WHERE Switchboard_Write_Id__c = 'w-1'")
     assert [r["LastName"] for r in rows["records"]] == ["Uncertain"]
     assert sandbox.counters()["faults_by_kind"]["timeout_after"] == 1
+
+
+def test_oauth_faults_replace_one_answer_each_then_the_real_endpoint_answers(
+    sandbox: Sandbox,
+) -> None:
+    control = f"{sandbox.url}/_sandbox/oauth-faults"
+    assert sandbox.http.get(control).json() == {"token": [], "identity": []}
+    refusals: list[dict[str, Any]] = [{"token": ["garbage"]}, {"token": "html"}, {"tokens": []}]
+    for refused in refusals:
+        assert sandbox.http.post(control, json=refused).status_code == 400, refused
+    queued = {"token": ["html", "server_error"], "identity": ["not_json"]}
+    assert sandbox.http.post(control, json=queued).json() == queued
+    code = sandbox.authorize_code()
+    html = sandbox.exchange_code(code)
+    assert (html.status_code, html.headers["content-type"]) == (200, "text/html; charset=utf-8")
+    failed = sandbox.sf_exchange_code(sandbox.sf_authorize_code())  # the other provider's turn
+    assert failed.status_code == 500
+    assert failed.json() == {"error": "unknown_error", "error_description": "retry your request"}
+    token = sandbox.exchange_code(code)  # the code was not spent by the faulted answer
+    assert token.status_code == 200
+    access = token.json()["access_token"]
+    info = f"{sandbox.hubspot_api_url}/oauth/v1/access-tokens/{access}"
+    cut = sandbox.http.get(info)
+    assert cut.status_code == 200
+    with pytest.raises(ValueError, match=r"Expecting|Unterminated"):
+        cut.json()
+    assert sandbox.http.get(info).json()["hub_id"] == ACME_HUB_ID
+    assert sandbox.http.get(control).json() == {"token": [], "identity": []}
+    sandbox.http.post(control, json={"identity": ["wrong_shape"]})
+    sandbox.reset()
+    assert sandbox.http.get(control).json() == {"token": [], "identity": []}

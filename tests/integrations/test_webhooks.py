@@ -1,5 +1,6 @@
 """POST /webhooks/hubspot: HubSpot's v3 signature, storage once per event, routing by portal,
-targeted fetches and deletions, and every way a delivery can be refused."""
+targeted fetches and deletions. Every way a delivery can be wrong (signatures, timestamps, size,
+JSON, shape, replays, unknown portals) is in tests/security/test_webhook_edges.py."""
 
 from __future__ import annotations
 
@@ -16,8 +17,7 @@ import pytest
 from django.test import Client, TestCase
 from hubspot.utils.signature import Signature
 
-from accounts.audit import Actor
-from accounts.models import AuditEvent, Organization
+from accounts.models import Organization
 from core.errors import Conflict
 from integrations.models import (
     Connection,
@@ -150,8 +150,16 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
     return calls
 
 
+def known_portal() -> Connection:
+    """A disconnected connection to PORTAL in an organisation of its own: the portal is known
+    (a delivery of only unknown portals is refused), yet its events stay unrouted until a test
+    connects it for real."""
+    return connect(make_organization(), status=ConnectionStatus.DISCONNECTED)
+
+
 @pytest.fixture
 def client(db: None, hook_settings: Any) -> Client:
+    known_portal()
     return Client()
 
 
@@ -214,7 +222,7 @@ def test_a_valid_delivery_is_stored_and_acknowledged(
 ) -> None:
     events = [event(), event("company.creation", 9001)]
     data = assert_envelope_ok(post(client, events))
-    assert data == {"received": 2, "stored": 2, "duplicates": 0}
+    assert data == {"received": 2, "stored": 2, "duplicates": 0, "rejected": 0}
     stored = list(WebhookEvent.objects.order_by("pk"))
     assert [e.event_id for e in stored] == [f"{PORTAL}:{e['eventId']}" for e in events]
     assert [e.payload for e in stored] == events  # the raw event, as HubSpot sent it
@@ -227,54 +235,6 @@ def test_a_valid_delivery_is_stored_and_acknowledged(
     assert first.status == WebhookStatus.RECEIVED
     # Routing happens in the task, sent once the events were committed.
     assert sent["process"] == [[e.pk for e in stored]]
-
-
-def test_a_forged_signature_is_refused_and_nothing_is_stored(
-    client: Client, sent: dict[str, list[Any]]
-) -> None:
-    response = post(client, [event()], secret="not-the-client-secret")
-    body = assert_envelope_error(response, 401, "signature_invalid")
-    assert body["error"]["details"] == {"reason": "mismatch"}
-    assert SECRET not in response.content.decode()
-    # A body changed after signing fails the same way.
-    signed = orjson.dumps([event()])
-    stamp = str(now_ms())
-    response = client.post(
-        PATH,
-        signed.replace(b"501", b"502"),
-        content_type="application/json",
-        headers={
-            "X-HubSpot-Signature-v3": hubspot_sign(
-                SECRET, "POST", PUBLIC_URL + PATH, signed, stamp
-            ),
-            "X-HubSpot-Request-Timestamp": stamp,
-        },
-    )
-    assert_envelope_error(response, 401, "signature_invalid")
-    assert WebhookEvent.objects.count() == 0
-    assert sent["process"] == []
-
-
-def test_missing_or_malformed_signature_headers_are_refused(client: Client) -> None:
-    response = client.post(PATH, orjson.dumps([event()]), content_type="application/json")
-    body = assert_envelope_error(response, 401, "signature_invalid")
-    assert body["error"]["details"]["reason"] == "missing_headers"
-    response = deliver(client, [event()], headers={"X-HubSpot-Request-Timestamp": "soon"})
-    body = assert_envelope_error(response, 401, "signature_invalid")
-    assert body["error"]["details"]["reason"] == "bad_timestamp"
-    assert WebhookEvent.objects.count() == 0
-
-
-def test_a_stale_or_future_timestamp_is_refused(client: Client) -> None:
-    stale = deliver(client, [event()], timestamp=now_ms() - 301_000)
-    body = assert_envelope_error(stale, 401, "signature_invalid")
-    assert body["error"]["details"]["reason"] == "stale_timestamp"
-    future = deliver(client, [event()], timestamp=now_ms() + 301_000)
-    body = assert_envelope_error(future, 401, "signature_invalid")
-    assert body["error"]["details"]["reason"] == "future_timestamp"
-    assert WebhookEvent.objects.count() == 0
-    # Four and a half minutes old is still fine.
-    assert_envelope_ok(deliver(client, [event()], timestamp=now_ms() - 270_000))
 
 
 def test_the_signed_url_is_the_public_url_or_the_requests_own(client: Client) -> None:
@@ -293,28 +253,6 @@ def test_the_signed_url_is_the_public_url_or_the_requests_own(client: Client) ->
     assert WebhookEvent.objects.count() == 3
 
 
-def test_a_redelivered_event_is_acknowledged_and_stored_once(
-    client: Client, sent: dict[str, list[Any]], org: Organization
-) -> None:
-    connection = connect(org)
-    events = [event(object_id=501), event(object_id=502)]
-    assert_envelope_ok(post(client, events))
-    process(sent)
-    assert len(runs(connection)) == 1
-    # HubSpot retries (a lost answer): same events, next attempt, freshly signed.
-    again = [e | {"attemptNumber": 1} for e in events]
-    data = assert_envelope_ok(post(client, again))
-    assert data == {"received": 2, "stored": 0, "duplicates": 2}
-    assert WebhookEvent.objects.count() == 2
-    assert sent["process"] == []  # already processed: nothing to do again
-    assert len(runs(connection)) == 1
-    # The same event twice in one delivery is stored once too.
-    twice = event(object_id=503)
-    data = assert_envelope_ok(post(client, [twice, twice]))
-    assert data == {"received": 2, "stored": 1, "duplicates": 1}
-    assert WebhookEvent.objects.count() == 3
-
-
 def test_a_redelivery_of_an_event_not_yet_processed_sends_it_again(
     client: Client, sent: dict[str, list[Any]]
 ) -> None:
@@ -327,36 +265,6 @@ def test_a_redelivery_of_an_event_not_yet_processed_sends_it_again(
     assert [r["unrouted"] for r in results] == [1, 0]  # the second task found nothing to do
 
 
-def test_malformed_json_is_refused(client: Client) -> None:
-    response = deliver(client, raw=b'[{"eventId": 1, "portalId": ')
-    assert_envelope_error(response, 400, "malformed_json")
-    assert WebhookEvent.objects.count() == 0
-
-
-def test_a_delivery_of_the_wrong_shape_is_refused_whole(client: Client) -> None:
-    good = event()
-    for bad in (
-        {"eventId": 1},  # not an array
-        [good, {"portalId": PORTAL, "subscriptionType": "contact.creation"}],  # no eventId
-        [good, {"eventId": 2, "portalId": True, "subscriptionType": "contact.creation"}],
-        [good, "event"],
-    ):
-        response = deliver(client, bad)
-        body = assert_envelope_error(response, 422, "validation_failed")
-        assert body["error"]["details"]["errors"]
-        assert "input" not in body["error"]["details"]["errors"][0]
-    assert WebhookEvent.objects.count() == 0  # not even the good event of a bad delivery
-
-
-def test_an_oversized_body_is_refused_before_it_is_read(client: Client, settings: Any) -> None:
-    settings.WEBHOOK_MAX_BODY_BYTES = 2_000
-    events = [event(propertyValue="x" * 3_000)]
-    body = assert_envelope_error(deliver(client, events), 413, "payload_too_large")
-    assert body["error"]["details"] == {"limit_bytes": 2_000}
-    assert WebhookEvent.objects.count() == 0
-    assert_envelope_ok(deliver(client, [event()]))  # under the limit: fine
-
-
 def test_only_post_and_only_known_providers(client: Client) -> None:
     response = client.get(PATH)
     body = assert_envelope_error(response, 405, "method_not_allowed")
@@ -367,6 +275,7 @@ def test_only_post_and_only_known_providers(client: Client) -> None:
 
 
 def test_no_csrf_token_or_session_is_needed(db: None, hook_settings: Any) -> None:
+    known_portal()
     strict = Client(enforce_csrf_checks=True)
     assert_envelope_ok(deliver(strict, [event()]))
 
@@ -416,34 +325,6 @@ def test_events_are_routed_to_every_active_connection_of_the_portal(
         assert stored.attempts == 1
         assert stored.processed_at is not None
         assert set(stored.connections.all()) == {mine, theirs}
-
-
-def test_an_unknown_portal_is_stored_unrouted_and_replayed_once_connected(
-    client: Client, sent: dict[str, list[Any]], org: Organization
-) -> None:
-    data = assert_envelope_ok(post(client, [event(portal=424242)]))
-    assert data["stored"] == 1
-    process(sent)
-    stored = WebhookEvent.objects.get()
-    assert stored.status == WebhookStatus.UNROUTED
-    assert "424242" in stored.error
-    assert not stored.connections.exists()
-    assert not SyncRun.objects.exists()
-
-    connection = connect(org, portal=424242)
-    with TestCase.captureOnCommitCallbacks(execute=True):
-        outcome = service.webhook_replay(event_ids=[stored.pk], actor=Actor(label="test"))
-    assert outcome.processed == 1
-    assert AuditEvent.objects.filter(
-        action="webhook_event.replay", entity_id=str(stored.pk)
-    ).exists()
-    stored.refresh_from_db()
-    assert stored.status == WebhookStatus.PROCESSED
-    assert stored.error == ""
-    assert stored.attempts == 2
-    assert list(stored.connections.all()) == [connection]
-    [run] = runs(connection)
-    assert run.record_ids == ["501"]
 
 
 def test_a_deletion_marks_the_mirror_row_deleted(

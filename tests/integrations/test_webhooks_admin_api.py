@@ -74,9 +74,10 @@ def test_the_admin_lists_filters_searches_and_shows_the_payload(
 def test_replay_routes_an_unrouted_event_once_its_portal_is_connected(
     hooks: Client, sent: dict[str, list[Any]], org: Organization
 ) -> None:
-    post(hooks, [event(portal=31337)])
+    connect(org)
+    post(hooks, [event(object_id=500), event(portal=31337)])  # alone, it would be refused
     process(sent)
-    stored = WebhookEvent.objects.get()
+    stored = WebhookEvent.objects.get(external_account_id="31337")
     assert stored.status == WebhookStatus.UNROUTED
     connection = connect(org, portal=31337)
     response = staff().post(
@@ -109,7 +110,7 @@ def test_the_api_lists_only_events_routed_to_the_callers_connections(
     shared = [event(object_id=n) for n in range(1, 6)]
     post(hooks, shared)
     post(hooks, [event(portal=5555, object_id=77)])  # only the other organisation's
-    post(hooks, [event(portal=999, object_id=88)])  # nobody's
+    post(hooks, [event(portal=5555, object_id=87), event(portal=999, object_id=88)])  # nobody's
     process(sent)
 
     listed = assert_envelope_ok(api.get("/api/v1/webhook-events"))

@@ -6,7 +6,8 @@ takes form-encoded client credentials (client_secret_post) for ``authorization_c
 use, ten minutes, redirect URI and PKCE S256 checked) and ``refresh_token`` (rotated unless
 configured otherwise). ``/oauth/v1/access-tokens/{token}`` and ``/oauth/v1/refresh-tokens/{token}``
 describe tokens; deleting a refresh token revokes it (its access tokens live on, as HubSpot
-documents).
+documents). The token endpoint and the access-token lookup answer garbage on demand
+(``../oauth_faults.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from ..oauth_faults import faulty
 from ..pages import error_page, page
 from ..state import SandboxState
 from . import errors
@@ -166,6 +168,11 @@ def _grant_refresh(hubspot: HubSpotState, form: dict[str, str]) -> Response | tu
     return hubspot.issue_tokens(hub_id=refresh.hub_id, scopes=refresh.scopes)
 
 
+def _server_error() -> Response:
+    return errors.error(500, "internal error", "INTERNAL_ERROR")
+
+
+@faulty("token", _server_error)
 @oauth_endpoint
 def token(
     request: Request, hubspot: HubSpotState, shared: SandboxState, form: dict[str, str]
@@ -230,6 +237,7 @@ def access_info(hubspot: HubSpotState, access: AccessToken) -> dict[str, Any]:
     }
 
 
+@faulty("identity", _server_error)
 @oauth_endpoint
 def access_token_info(
     request: Request, hubspot: HubSpotState, shared: SandboxState, form: dict[str, str]

@@ -23,6 +23,8 @@ tokens with it; an unknown token answers 400 ``invalid_token``.
 
 ``GET /id/{orgId}/{userId}`` -- the identity of the token's user (Bearer header, or
 ``oauth_token``/``access_token`` parameter); a bad token answers 403 ``Bad_OAuth_Token``.
+
+The token endpoint and the identity URL answer garbage on demand (``../oauth_faults.py``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit, urlu
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
+from ..oauth_faults import faulty
 from ..pages import error_page, page
 from ..state import SandboxState
 from . import errors, ids
@@ -236,6 +239,15 @@ def _grant_refresh(
     return access, None  # Salesforce's refresh answer carries no refresh_token
 
 
+def _token_server_error() -> Response:
+    return errors.oauth_error("unknown_error", "retry your request", 500)
+
+
+def _identity_server_error() -> Response:
+    return errors.error(500, "UNKNOWN_EXCEPTION", "An unexpected error occurred.")
+
+
+@faulty("token", _token_server_error)
 @oauth_endpoint
 def token(
     request: Request, salesforce: SalesforceState, shared: SandboxState, form: dict[str, str]
@@ -345,6 +357,7 @@ def identity(
     }
 
 
+@faulty("identity", _identity_server_error)
 @oauth_endpoint
 def identity_endpoint(
     request: Request, salesforce: SalesforceState, shared: SandboxState, form: dict[str, str]
