@@ -13,7 +13,9 @@ router = Router(tags=["platform"])
 @router.get(
     "/health",
     auth=None,
-    response={200: Envelope[Health], 503: ErrorEnvelope},
+    # 503 carries the components' report in `data`; no caller, so no 401, but throttled
+    # (429), and a request with input no parameter may hold is refused (422).
+    response={200: Envelope[Health], frozenset({422, 429, 500, 503}): ErrorEnvelope},
     summary="Health of the database, broker and cache",
 )
 async def health(request: HttpRequest) -> Status[object]:

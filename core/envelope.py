@@ -22,6 +22,9 @@ T = TypeVar("T")
 # Every status an operation may answer with besides its success status; documented on every
 # operation so clients (and schema checkers) know the error shape.
 ERROR_STATUSES = frozenset({400, 401, 403, 404, 405, 409, 413, 422, 429, 500, 503})
+# ...and where an operation calls the provider, 502 ``provider_error``: it answered, but not with
+# anything usable (a refusal for a missing scope, an unreadable body).
+PROVIDER_ERROR_STATUSES = ERROR_STATUSES | {502}
 
 
 class ErrorBody(BaseModel):
@@ -107,6 +110,8 @@ def app_error_response(error: AppError) -> HttpResponse:
     )
 
 
-def api_responses(schema: Any, status: int = 200) -> dict[Any, Any]:
-    """The ``response=`` mapping for a Ninja operation: its success envelope and the errors."""
-    return {status: schema, ERROR_STATUSES - {status}: ErrorEnvelope}
+def api_responses(schema: Any, status: int = 200, *, provider: bool = False) -> dict[Any, Any]:
+    """The ``response=`` mapping for a Ninja operation: its success envelope and the errors
+    (``provider``: the operation calls the CRM, so 502 ``provider_error`` too)."""
+    errors = PROVIDER_ERROR_STATUSES if provider else ERROR_STATUSES
+    return {status: schema, errors - {status}: ErrorEnvelope}

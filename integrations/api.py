@@ -4,7 +4,7 @@ No ``from __future__ import annotations`` here: the record routes are made by on
 each object type, and Ninja must see the real input classes in their signatures.
 """
 
-from typing import Any
+from typing import Any, Literal
 
 from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Status
@@ -44,7 +44,9 @@ from .services.connections import connection_disconnect, connection_test
 
 router = Router(tags=["connections"])
 
-PLURALS: dict[ObjectType, str] = {"contact": "contacts", "company": "companies", "deal": "deals"}
+# The object types in URLs (documented as the path parameter's enum).
+Plural = Literal["contacts", "companies", "deals"]
+PLURALS: dict[ObjectType, Plural] = {"contact": "contacts", "company": "companies", "deal": "deals"}
 BY_PLURAL: dict[str, ObjectType] = {plural: kind for kind, plural in PLURALS.items()}
 
 
@@ -87,7 +89,7 @@ async def connections_delete(
 
 @router.post(
     "/connections/{connection_id}/test",
-    response=api_responses(Envelope[ConnectionTestOut]),
+    response=api_responses(Envelope[ConnectionTestOut], provider=True),
     summary="Check the connection's tokens with the provider",
 )
 async def connections_test(request: HttpRequest, connection_id: str) -> Envelope[ConnectionTestOut]:
@@ -165,7 +167,7 @@ def _register(kind: ObjectType) -> None:
     In = INPUT_MODELS[kind]
     Out = RECORD_MODELS[kind]
     base = f"/connections/{{connection_id}}/{plural}"
-    tag = [plural]
+    tag: list[str] = [plural]
 
     async def list_records(
         request: HttpRequest, connection_id: str, params: Query[ListParams]
@@ -277,7 +279,7 @@ def _register(kind: ObjectType) -> None:
         request: HttpRequest,
         connection_id: str,
         record_id: str,
-        to_plural: str,
+        to_plural: Plural,
         to_id: str,
         response: HttpResponse,
         idempotency_key: IdempotencyKey = None,
@@ -303,7 +305,7 @@ def _register(kind: ObjectType) -> None:
         )
 
     async def list_associations(
-        request: HttpRequest, connection_id: str, record_id: str, to_plural: str
+        request: HttpRequest, connection_id: str, record_id: str, to_plural: Plural
     ) -> Envelope[AssociationsOut]:
         to_type = _to_type(to_plural)
         _, client = await _client(request, connection_id)
@@ -311,12 +313,12 @@ def _register(kind: ObjectType) -> None:
             AssociationsOut(ids=(await client.associations(kind, record_id, to_type)).unwrap())
         )
 
-    one = api_responses(Envelope[Out])  # type: ignore[valid-type]
-    many = api_responses(Envelope[Page[Out]])  # type: ignore[valid-type]
+    one = api_responses(Envelope[Out], provider=True)  # type: ignore[valid-type]
+    many = api_responses(Envelope[Page[Out]], provider=True)  # type: ignore[valid-type]
     # Writes go through the outbox: their answer, or 202 when still on the way.
     created = queued_responses(Envelope[Out], 201)  # type: ignore[valid-type]
     updated = queued_responses(Envelope[Out], 200)  # type: ignore[valid-type]
-    batched = api_responses(Envelope[BatchWriteOut[Out]]) | {  # type: ignore[valid-type]
+    batched = api_responses(Envelope[BatchWriteOut[Out]], provider=True) | {  # type: ignore[valid-type]
         202: Envelope[BatchWriteOut[Out]]  # type: ignore[valid-type]
     }
     router.get(
@@ -374,7 +376,7 @@ def _register(kind: ObjectType) -> None:
     )(associate_record)
     router.get(
         f"{base}/{{record_id}}/associations/{{to_plural}}",
-        response=api_responses(Envelope[AssociationsOut]),
+        response=api_responses(Envelope[AssociationsOut], provider=True),
         tags=tag,
         operation_id=f"{plural}_associations",
         summary=f"Ids of records associated with a {kind}",

@@ -10,20 +10,19 @@ No ``from __future__ import annotations``: Ninja reads the real types of these s
 """
 
 import uuid
-from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import Query, Router, Status
 from ninja.params.functions import Header
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from accounts.auth import Principal, principal_of
 from accounts.models import Organization
 from core.envelope import ERROR_STATUSES, Envelope, ErrorEnvelope, api_responses, ok
 from core.errors import NotFound
-from core.pagination import PageParams, paginate
+from core.pagination import PageParams, UtcDatetime, paginate
 
 from .events import parse_last_event_id, run_events
 from .models import ApprovalStatus, RunStatus, Workflow, WorkflowRun
@@ -33,10 +32,13 @@ from .schemas import (
     ApprovalDecidedOut,
     ApprovalDecisionIn,
     ApprovalOut,
+    EndEvent,
     RunDetailOut,
     RunOut,
     RunStartIn,
     RunStatusName,
+    StatusEvent,
+    StepEvent,
     WorkflowOut,
     WorkflowPatchIn,
     run_url,
@@ -188,29 +190,18 @@ async def runs_start(
 # --- runs -------------------------------------------------------------------------------------
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    # A time without an offset is taken as UTC (naive times are ambiguous on a server).
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 class RunFilters(BaseModel):
     status: RunStatusName | None = None
     workflow: str | None = Field(None, max_length=64, description="A workflow's key.")
     graph: str | None = Field(None, max_length=64)
     trigger: str | None = Field(None, max_length=16, description="api, admin, schedule or sync")
-    created_after: datetime | None = Field(
+    # A time without an offset is taken as UTC (naive times are ambiguous on a server).
+    created_after: UtcDatetime | None = Field(
         None, description="ISO 8601; runs created at or after it (no offset: UTC)."
     )
-    created_before: datetime | None = Field(
+    created_before: UtcDatetime | None = Field(
         None, description="ISO 8601; runs created before it (no offset: UTC)."
     )
-
-    @field_validator("created_after", "created_before")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        return _aware(value)
 
     @model_validator(mode="after")
     def _ordered(self) -> "RunFilters":
@@ -276,6 +267,40 @@ _EVENTS_EXAMPLE = (
 )
 
 
+def _event(name: str, model: type[BaseModel], *, with_id: bool) -> dict[str, Any]:
+    """One kind of event as a parsed server-sent event: its name, and a ``data`` line of JSON
+    in the shape of ``model`` (documented in the components by ``config.api``)."""
+    properties: dict[str, Any] = {
+        "event": {"const": name},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {"$ref": f"#/components/schemas/{model.__name__}"},
+        },
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "retry": {"type": "integer", "minimum": 0},
+    }
+    return {
+        "type": "object",
+        "title": f"{name} event",
+        "required": ["event", "data", *(["id"] if with_id else [])],
+        "properties": properties,
+    }
+
+
+# Each event of the stream (OpenAPI before 3.2: a text/event-stream ``schema`` describes one
+# event). A status or end event carries no id of its own; after a step event, the client's
+# last event id (``id``) is that step's.
+EVENT_MODELS: tuple[type[BaseModel], ...] = (StatusEvent, StepEvent, EndEvent)
+_EVENT_SCHEMA = {
+    "oneOf": [
+        _event("status", StatusEvent, with_id=False),
+        _event("step", StepEvent, with_id=True),
+        _event("end", EndEvent, with_id=False),
+    ]
+}
+
+
 @router.get(
     "/runs/{run_id}/events",
     response={ERROR_STATUSES - {200}: ErrorEnvelope},
@@ -284,13 +309,9 @@ _EVENTS_EXAMPLE = (
     openapi_extra={
         "responses": {
             200: {
-                "description": "The event stream.",
-                "content": {
-                    "text/event-stream": {
-                        "schema": {"type": "string"},
-                        "example": _EVENTS_EXAMPLE,
-                    }
-                },
+                # The example is a whole stream; the schema describes one event of it.
+                "description": f"The event stream, for example:\n\n```\n{_EVENTS_EXAMPLE}```",
+                "content": {"text/event-stream": {"schema": _EVENT_SCHEMA}},
             }
         }
     },

@@ -44,8 +44,9 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 def queued_responses(schema: Any, status: int) -> dict[Any, Any]:
-    """``api_responses`` of a write route: its success, 202 (queued) and the errors."""
-    responses = api_responses(schema, status=status)
+    """``api_responses`` of a write route: its success, 202 (queued) and the errors (the
+    provider's too: a write is sent at once, and its failure is the answer)."""
+    responses = api_responses(schema, status=status, provider=True)
     for key in list(responses):
         if isinstance(key, frozenset) and 202 in key:
             responses[key - {202}] = responses.pop(key)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+from asgiref.sync import sync_to_async
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -20,18 +22,32 @@ _PRUNE_EVERY = 50  # prune on roughly one write in this many (cheap on average)
 _TOUCH_EVERY = timedelta(minutes=1)
 
 
+def _log(call: ProviderCall, connection_id: uuid.UUID) -> ProviderCallLog | None:
+    """The call's log row; ``None`` when the connection is gone (disconnected while the call
+    was in flight: nothing is left to log it against, and the caller's answer stands). The
+    foreign key is checked when the row commits (PostgreSQL's are deferred): at the end of this
+    block, as provider calls run outside any transaction of their caller's."""
+    try:
+        with transaction.atomic():
+            return ProviderCallLog.objects.create(
+                connection_id=connection_id,
+                method=call.method,
+                path=call.path[:500],
+                status=call.status,
+                duration_ms=round(call.duration_ms, 2),
+                attempt=call.attempt,
+                waited_ms=round(call.waited_ms, 2),
+                error_code=call.error_code or "",
+            )
+    except IntegrityError:
+        return None
+
+
 def call_recorder(connection_id: uuid.UUID) -> CallRecorder:
     async def record(call: ProviderCall) -> None:
-        row = await ProviderCallLog.objects.acreate(
-            connection_id=connection_id,
-            method=call.method,
-            path=call.path[:500],
-            status=call.status,
-            duration_ms=round(call.duration_ms, 2),
-            attempt=call.attempt,
-            waited_ms=round(call.waited_ms, 2),
-            error_code=call.error_code or "",
-        )
+        row = await sync_to_async(_log)(call, connection_id)
+        if row is None:
+            return
         if row.pk % _PRUNE_EVERY == 0:
             await call_log_prune(connection_id=connection_id)
         if call.waited_ms > 0:

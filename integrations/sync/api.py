@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from accounts.auth import principal_of
 from core.envelope import Envelope, PaginationMeta, api_responses, ok
-from core.errors import NotFound, ValidationFailed
-from core.pagination import PageParams, paginate
+from core.errors import NotFound
+from core.pagination import BIGINT_MAX, PageParams, UtcDatetime, invalid_cursor, paginate
 
 from ..api import own_connection
 from ..models import CrmRecord, SyncKind, SyncRun, SyncStatus
@@ -102,8 +102,9 @@ class MirrorRecordOut(BaseModel):
 
 class RecordParams(BaseModel):
     object: ObjectType
-    updated_since: datetime | None = Field(
-        None, description="Only records the provider changed at or after this time."
+    updated_since: UtcDatetime | None = Field(
+        None,
+        description="Only records the provider changed at or after this time (no offset: UTC).",
     )
     include_deleted: bool = False
     limit: int = Field(50, ge=1, le=200)
@@ -116,11 +117,12 @@ def _encode(pk: int) -> str:
 
 def _decode(cursor: str) -> int:
     try:
-        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+        pk = int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ValidationFailed(
-            "The cursor is not valid.", details={"fields": {"cursor": "invalid cursor"}}
-        ) from exc
+        raise invalid_cursor() from exc
+    if not 0 <= pk <= BIGINT_MAX:  # a row id: a PostgreSQL bigint
+        raise invalid_cursor()
+    return pk
 
 
 @router.post(

@@ -17,8 +17,7 @@ from pydantic import BaseModel, Field
 
 from accounts.auth import principal_of
 from core.envelope import Envelope, PaginationMeta, api_responses, ok
-from core.errors import ValidationFailed
-from core.pagination import decode_cursor, encode_cursor
+from core.pagination import BIGINT_MAX, decode_cursor, encode_cursor, invalid_cursor
 
 from ..models import Connection, WebhookEvent
 
@@ -122,10 +121,8 @@ async def webhook_events_list(
         query = query.filter(object_id=params.object_id)
     if params.cursor is not None:
         received_at, pk = decode_cursor(params.cursor)
-        if not pk.isdigit():
-            raise ValidationFailed(
-                "The cursor is not valid.", details={"fields": {"cursor": "invalid cursor"}}
-            )
+        if not (pk.isascii() and pk.isdigit() and int(pk) <= BIGINT_MAX):  # a bigint row id
+            raise invalid_cursor()
         query = query.filter(
             Q(received_at__lt=received_at) | Q(received_at=received_at, pk__lt=int(pk))
         )
