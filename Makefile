@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 INSTALL = if command -v uv >/dev/null 2>&1; then uv pip install -q --python $(BIN)/python -r $(1); \
           else $(BIN)/python -m pip install -q --disable-pip-version-check -r $(1); fi
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test lint typecheck audit pytest bench clean
 
 $(BIN)/python:
 	@if command -v uv >/dev/null 2>&1; then uv venv -q $(VENV); else $(PYTHON) -m venv $(VENV); fi
@@ -34,10 +34,11 @@ run: $(VENV)/.installed
 	@$(BIN)/python manage.py bootstrap_demo
 	@$(BIN)/python manage.py runstack
 
-## test: ruff, mypy and the whole pytest suite, on PostgreSQL and Redis (local defaults below).
+## test: ruff, mypy, the dependency audit and the whole pytest suite, on PostgreSQL and Redis
+## (local defaults below).
 test: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 test: export REDIS_URL ?= redis://127.0.0.1:6379/9
-test: $(VENV)/.installed-dev lint typecheck pytest
+test: $(VENV)/.installed-dev lint typecheck audit pytest
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
@@ -45,6 +46,12 @@ lint: $(VENV)/.installed-dev
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy .
+
+## audit: the installed, pinned environment against known vulnerabilities (pip-audit's PyPI
+## and OSV services); fails on one not explained in .pip-audit-ignore.toml, and names every
+## distribution no source could answer for. AUDIT_REQUIRE_COMPLETE=1 fails on those too.
+audit: $(VENV)/.installed-dev
+	$(BIN)/python scripts/dependency_audit.py
 
 pytest: $(VENV)/.installed-dev
 	$(BIN)/pytest $(PYTEST_ARGS)

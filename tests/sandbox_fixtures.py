@@ -175,6 +175,12 @@ class Sandbox:
     def expire_tokens(self) -> int:
         return int(self._control("POST", "/hubspot/tokens/expire", {})["expired"])
 
+    def issued_tokens(self, provider: str = "hubspot") -> dict[str, list[str]]:
+        """Every token the provider's stand-in issued since the reset: ``{"access": [...],
+        "refresh": [...]}`` (tests that look for leaked secrets)."""
+        result: dict[str, list[str]] = self._control("GET", f"/{provider}/tokens/issued")
+        return result
+
     def revoke_tokens(self, refresh_token: str | None = None) -> int:
         body = {} if refresh_token is None else {"refresh_token": refresh_token}
         return int(self._control("POST", "/hubspot/tokens/revoke", body)["revoked"])

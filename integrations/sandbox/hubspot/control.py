@@ -2,8 +2,10 @@
 
 ``POST /limits`` sets the rate limits; ``POST /tokens`` mints a token pair for a portal without
 the browser flow; ``POST /tokens/expire`` expires every access token now; ``POST /tokens/revoke``
-revokes one refresh token (or all) with its access tokens; ``GET|POST /config`` reads or changes
-the app's behaviour (token lifetime, refresh-token rotation, daily headers).
+revokes one refresh token (or all) with its access tokens; ``GET /tokens/issued`` lists every
+access and refresh token issued since the last reset (tests that look for leaked secrets);
+``GET|POST /config`` reads or changes the app's behaviour (token lifetime, refresh-token
+rotation, daily headers).
 
 ``POST /seed`` ``{"hub_id", "object_type", "count", "prefix"?, "start"?}`` creates ``count``
 records at once (no API calls, no webhook events): contacts ``{prefix}-{i}@example.com``,
@@ -100,6 +102,12 @@ def revoke_tokens(request: Request, body: dict[str, Any]) -> dict[str, Any]:
     for refresh in targets:
         hubspot.revoke(refresh, with_access=True)
     return {"revoked": len(targets)}
+
+
+@control
+def issued_tokens(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+    hubspot = _hubspot(request)
+    return {"access": list(hubspot.access_tokens), "refresh": list(hubspot.refresh_tokens)}
 
 
 @control
@@ -270,6 +278,7 @@ def routes() -> list[BaseRoute]:
         Route("/tokens", mint_tokens, methods=["POST"]),
         Route("/tokens/expire", expire_tokens, methods=["POST"]),
         Route("/tokens/revoke", revoke_tokens, methods=["POST"]),
+        Route("/tokens/issued", issued_tokens, methods=["GET"]),
         Route("/config", config, methods=["GET", "POST"]),
         Route("/seed", seed, methods=["POST"]),
         Route("/touch", touch, methods=["POST"]),

@@ -5,7 +5,8 @@ without the browser flow (``host``: ``login`` (default), ``test`` or a My Domain
 ``acme.my.salesforce.com`` -- where the identity URL points); ``POST /tokens/expire`` ends every
 session; ``POST /tokens/revoke`` ``{"refresh_token"?, "reason"?}`` revokes one refresh token (or
 all) with their access tokens (``reason``: ``expired`` (default) or ``authentication_failure``,
-the ``error_description`` a later refresh gets); ``POST /limits`` ``{"daily"?, "used"?, "org"?}``
+the ``error_description`` a later refresh gets); ``GET /tokens/issued`` lists every access and
+refresh token issued since the last reset; ``POST /limits`` ``{"daily"?, "used"?, "org"?}``
 sets the daily API budget and pretends calls were made (``org`` default: all); ``GET /orgs``
 lists the seeded orgs; ``GET|POST /config`` reads or changes token lifetimes and refresh-token
 rotation.
@@ -107,6 +108,14 @@ def revoke_tokens(request: Request, body: dict[str, Any]) -> dict[str, Any]:
         for access in salesforce.access_tokens.values():
             access.revoked = True
     return {"revoked": len(targets)}
+
+
+@control
+def issued_tokens(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+    """Every access and refresh token issued since the last reset (tests that look for leaked
+    secrets)."""
+    salesforce = _salesforce(request)
+    return {"access": list(salesforce.access_tokens), "refresh": list(salesforce.refresh_tokens)}
 
 
 @control
@@ -292,6 +301,7 @@ def routes() -> list[BaseRoute]:
         Route("/tokens", mint_tokens, methods=["POST"]),
         Route("/tokens/expire", expire_tokens, methods=["POST"]),
         Route("/tokens/revoke", revoke_tokens, methods=["POST"]),
+        Route("/tokens/issued", issued_tokens, methods=["GET"]),
         Route("/limits", set_limits, methods=["POST"]),
         Route("/orgs", orgs, methods=["GET"]),
         Route("/config", config, methods=["GET", "POST"]),
