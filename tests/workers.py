@@ -11,15 +11,40 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+import redis
 from django.conf import settings
 from django.db import connection
 
 from tests.processes import ROOT, spawn, stop, tail
+
+
+def drop_queues(*names: str) -> None:
+    """Delete these Celery queues (and kombu's bindings of them) from the test run's Redis."""
+    if url := os.environ.get("REDIS_URL"):
+        client = redis.Redis.from_url(url)
+        for name in names:
+            client.delete(name, f"_kombu.binding.{name}", f"_kombu.binding_permanent.{name}")
+        client.close()
+
+
+@contextmanager
+def live_queue(prefix: str, needs: str) -> Iterator[str]:
+    """A Celery queue of this test's own, dropped at the end; skips the test without the
+    PostgreSQL and Redis a worker or server process shares with it (``needs`` says who)."""
+    if not os.environ.get("REDIS_URL") or not os.environ.get("DATABASE_URL"):
+        pytest.skip(f"{needs} need PostgreSQL (DATABASE_URL) and Redis (REDIS_URL)")
+    name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    try:
+        yield name
+    finally:
+        drop_queues(name)
 
 
 def process_env(tmp_path: Path, extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -7,7 +7,6 @@ never consumed by another.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from asgiref.sync import async_to_sync
 
 from accounts.models import Organization
@@ -25,7 +23,7 @@ from integrations.models import Connection, CrmWrite, WriteStatus
 from integrations.outbox.service import write_batch_submit
 from tests.conftest import TEST_ACTOR, Api, LiveServer, assert_envelope_ok, new_key
 from tests.integrations.test_tokens import make_connection
-from tests.workers import Worker, celery_worker
+from tests.workers import Worker, celery_worker, live_queue
 
 pytestmark = pytest.mark.live
 
@@ -35,15 +33,8 @@ TERMINAL = (WriteStatus.SUCCEEDED, WriteStatus.FAILED, WriteStatus.DEAD)
 
 @pytest.fixture
 def queue() -> Iterator[str]:
-    if not os.environ.get("REDIS_URL"):
-        pytest.skip("REDIS_URL is not set: these tests need a Redis broker")
-    if not os.environ.get("DATABASE_URL"):
-        pytest.skip("DATABASE_URL is not set: other processes cannot share an in-memory database")
-    name = f"test-outbox-{uuid.uuid4().hex[:12]}"
-    yield name
-    client = redis.Redis.from_url(os.environ["REDIS_URL"])
-    client.delete(name, f"_kombu.binding.{name}", f"_kombu.binding_permanent.{name}")
-    client.close()
+    with live_queue("test-outbox", "the live outbox tests") as name:
+        yield name
 
 
 def outbox_env(queue: str, **extra: str) -> dict[str, str]:

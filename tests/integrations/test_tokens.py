@@ -27,8 +27,20 @@ from integrations.services.tokens import ConnectionTokens, connection_refresh_to
 from tests.conftest import Api, assert_envelope_error, assert_envelope_ok
 
 
-def make_connection(sandbox: Any, org: Organization, *, expires_in: int = 1800) -> Connection:
-    minted = sandbox.mint_token(hub_id=62515, expires_in=expires_in)
+def make_connection(
+    sandbox: Any,
+    org: Organization,
+    *,
+    expires_in: int = 1800,
+    hub_id: int = 62515,
+    display_name: str = "acme-sandbox.hubspot.test",
+    connected_by_id: int | None = None,
+    scopes: list[str] | None = None,
+) -> Connection:
+    """A HubSpot connection to a sandbox portal, with a token pair minted there (no browser;
+    ``scopes``: fewer than the app's, for a connection the portal refuses things)."""
+    extra = {"scopes": scopes} if scopes is not None else {}
+    minted = sandbox.mint_token(hub_id=hub_id, expires_in=expires_in, **extra)
     with transaction.atomic():
         return connection_upsert(
             organization_id=org.pk,
@@ -38,8 +50,8 @@ def make_connection(sandbox: Any, org: Organization, *, expires_in: int = 1800) 
                 refresh_token=minted["refresh_token"],
                 expires_at=timezone.now() + timedelta(seconds=expires_in),
             ),
-            identity=AccountIdentity(external_id="62515", display_name="acme-sandbox.hubspot.test"),
-            connected_by_id=None,
+            identity=AccountIdentity(external_id=str(hub_id), display_name=display_name),
+            connected_by_id=connected_by_id,
             end_user=None,
             actor=Actor(label="test"),
         )

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from celery.signals import before_task_publish
 from django.apps import apps
-from django.db import models, transaction
+from django.db import models
 from django.utils import timezone
 
 from accounts.audit import Actor, audit_record
@@ -36,10 +36,9 @@ from integrations.models import (
     WebhookStatus,
     WriteStatus,
 )
-from integrations.providers.base import AccountIdentity, TokenSet
-from integrations.services.connections import connection_upsert
 from tests.conftest import new_key
 from tests.factories import make_membership, make_organization
+from tests.integrations.test_tokens import make_connection
 from workflows.models import Approval, RunStatus, RunStep, StepStatus, Workflow, WorkflowRun
 
 ACTOR = Actor(label="security-test")
@@ -148,23 +147,13 @@ def make_tenant(sandbox: Any, label: str) -> Tenant:
     revoked_api_key.refresh_from_db()
 
     hub = HUBS[label]
-    minted = sandbox.mint_token(hub_id=hub, expires_in=1800)
-    with transaction.atomic():
-        connection = connection_upsert(
-            organization_id=org.pk,
-            provider_key="hubspot",
-            tokens=TokenSet(
-                access_token=minted["access_token"],
-                refresh_token=minted["refresh_token"],
-                expires_at=timezone.now() + timedelta(seconds=1800),
-            ),
-            identity=AccountIdentity(
-                external_id=str(hub), display_name=f"{label}-secret-portal.hubspot.test"
-            ),
-            connected_by_id=owner.pk,
-            end_user=None,
-            actor=ACTOR,
-        )
+    connection = make_connection(
+        sandbox,
+        org,
+        hub_id=hub,
+        display_name=f"{label}-secret-portal.hubspot.test",
+        connected_by_id=owner.pk,
+    )
     records: dict[str, CrmRecord] = {}
     for kind, plural in OBJECTS.items():
         seeded = sandbox.hubspot_seed(1, hub_id=hub, object_type=plural, prefix=f"{label}-secret")

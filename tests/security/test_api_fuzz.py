@@ -54,17 +54,13 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-import redis
 import schemathesis
 from asgiref.sync import async_to_sync
-from django.db import transaction
-from django.utils import timezone
 from hypothesis import strategies as st
 from schemathesis.checks import CHECKS
 from schemathesis.config import SchemathesisConfig
@@ -76,13 +72,13 @@ from accounts.models import ApiKey, Organization
 from accounts.services import api_key_create
 from core.errors import ErrorCode
 from integrations.models import Connection, WebhookEvent
-from integrations.providers.base import AccountIdentity, TokenSet
 from integrations.providers.unified import CompanyIn, ContactIn, DealIn, RecordIn
 from integrations.services.calls import crm_client_for
-from integrations.services.connections import connection_upsert
 from integrations.sync.mirror import mirror_upsert
 from tests.conftest import LiveServer
+from tests.integrations.test_tokens import make_connection
 from tests.sandbox_fixtures import ACME_HUB_ID, GLOBEX_HUB_ID
+from tests.workers import drop_queues
 from workflows.models import Approval, RunStatus, Workflow, WorkflowRun
 from workflows.services import workflow_ensure_defaults
 
@@ -109,10 +105,7 @@ def queues() -> Iterator[dict[str, str]]:
     suffix = uuid.uuid4().hex[:12]
     names = {"OUTBOX_QUEUE": f"fuzz-writes-{suffix}", "WORKFLOW_QUEUE": f"fuzz-runs-{suffix}"}
     yield names
-    client = redis.Redis.from_url(os.environ["REDIS_URL"])
-    for name in [*names.values(), "sync"]:
-        client.delete(name, f"_kombu.binding.{name}", f"_kombu.binding_permanent.{name}")
-    client.close()
+    drop_queues(*names.values(), "sync")
 
 
 @pytest.fixture
@@ -174,22 +167,12 @@ class Seeded:
         return values
 
 
-def _connection(org: Organization, sandbox: Any, hub_id: int, **scopes: list[str]) -> Connection:
-    minted = sandbox.mint_token(hub_id=hub_id, expires_in=3600, **scopes)
-    with transaction.atomic():
-        return connection_upsert(
-            organization_id=org.pk,
-            provider_key="hubspot",
-            tokens=TokenSet(
-                access_token=minted["access_token"],
-                refresh_token=minted["refresh_token"],
-                expires_at=timezone.now() + timedelta(seconds=3600),
-            ),
-            identity=AccountIdentity(external_id=str(hub_id), display_name=f"hub {hub_id}"),
-            connected_by_id=None,
-            end_user=None,
-            actor=ACTOR,
-        )
+def _connection(
+    org: Organization, sandbox: Any, hub_id: int, scopes: list[str] | None = None
+) -> Connection:
+    return make_connection(
+        sandbox, org, expires_in=3600, hub_id=hub_id, display_name=f"hub {hub_id}", scopes=scopes
+    )
 
 
 def _create(connection: Connection, kind: str, data: RecordIn) -> str:

@@ -39,7 +39,6 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import orjson
 import pytest
-import redis
 from django.conf import settings as django_settings
 from django.contrib import admin
 from django.db import connection as db
@@ -61,7 +60,7 @@ from integrations.models import (
 from tests.conftest import new_key
 from tests.factories import make_membership, make_user
 from tests.processes import ROOT, free_port, spawn, stop, tail
-from tests.workers import process_env
+from tests.workers import live_queue, process_env
 from workflows.models import Approval, RunStatus, WorkflowRun
 
 from .leaks import Finding, LogCapture, Secrets, needles_of
@@ -337,13 +336,8 @@ def crawl_admin(local: Local) -> int:
 
 @pytest.fixture
 def queue() -> Iterator[str]:
-    if not os.environ.get("REDIS_URL") or not os.environ.get("DATABASE_URL"):
-        pytest.skip("the secrets flow needs REDIS_URL and DATABASE_URL (a worker and a server)")
-    name = f"test-secrets-{uuid.uuid4().hex[:12]}"
-    yield name
-    client = redis.Redis.from_url(os.environ["REDIS_URL"])
-    client.delete(name, f"_kombu.binding.{name}", f"_kombu.binding_permanent.{name}")
-    client.close()
+    with live_queue("test-secrets", "the secrets flow's worker and server") as name:
+        yield name
 
 
 @pytest.fixture

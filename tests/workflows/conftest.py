@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,7 +10,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-import redis
 from asgiref.sync import async_to_sync
 
 from accounts.models import Organization
@@ -20,6 +18,7 @@ from integrations.providers.unified import CompanyIn, ContactIn, DealIn, RecordI
 from integrations.services.calls import crm_client_for
 from integrations.sync.mirror import mirror_upsert
 from tests.integrations.test_tokens import make_connection
+from tests.workers import drop_queues
 from workflows.models import Workflow, WorkflowRun
 from workflows.runner import run_execute
 from workflows.services import workflow_ensure_defaults
@@ -33,10 +32,7 @@ def workflow_queue() -> Iterator[str]:
     drive them in-process) are dropped with it instead of piling up in Redis."""
     name = f"test-workflows-{uuid.uuid4().hex[:12]}"
     yield name
-    if url := os.environ.get("REDIS_URL"):
-        client = redis.Redis.from_url(url)
-        client.delete(name, f"_kombu.binding.{name}", f"_kombu.binding_permanent.{name}")
-        client.close()
+    drop_queues(name)
 
 
 @pytest.fixture(autouse=True)

@@ -9,22 +9,19 @@ Redis by another test are never consumed here.
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from asgiref.sync import async_to_sync
 
 from accounts.audit import Actor
 from config.celery import app
 from integrations.models import Connection, CrmWrite, WriteStatus
 from integrations.services.calls import crm_client_for
-from tests.workers import Worker, celery_worker
+from tests.workers import Worker, celery_worker, live_queue
 from workflows.models import (
     Approval,
     ApprovalStatus,
@@ -43,13 +40,8 @@ ACTOR = Actor(label="live-tester")
 
 @pytest.fixture
 def queue() -> Iterator[str]:
-    if not os.environ.get("REDIS_URL") or not os.environ.get("DATABASE_URL"):
-        pytest.skip("live workflow tests need REDIS_URL and DATABASE_URL")
-    name = f"test-workflows-{uuid.uuid4().hex[:12]}"
-    yield name
-    client = redis.Redis.from_url(os.environ["REDIS_URL"])
-    client.delete(name, f"_kombu.binding.{name}", f"_kombu.binding_permanent.{name}")
-    client.close()
+    with live_queue("test-workflows", "live workflow tests") as name:
+        yield name
 
 
 @pytest.fixture
