@@ -25,7 +25,6 @@ from typing import Any
 
 import pytest
 from allauth.account.models import EmailAddress
-from django.apps import apps
 from django.contrib import admin
 from django.contrib.admin import ModelAdmin
 from django.contrib.auth.models import Group, Permission
@@ -40,7 +39,13 @@ from accounts.admin_scope import OrganizationScopedAdmin, SuperuserOnlyAdmin
 from accounts.models import Role, User
 from integrations.models import Connection
 from tests.factories import make_membership
-from tests.security.conftest import Tenant, Tenants, assert_unchanged, outside_of
+from tests.security.conftest import (
+    Tenant,
+    Tenants,
+    assert_unchanged,
+    outside_of,
+    project_models,
+)
 from workflows.models import Workflow
 
 ADMIN = "/admin/"
@@ -334,7 +339,7 @@ def test_staff_see_and_touch_only_their_organisations_rows(
 
 def relation_fields() -> Iterator[tuple[type[models.Model], str, type[models.Model]]]:
     """Every foreign key and many-to-many field whose target the admin can autocomplete."""
-    for model in apps.get_models():
+    for model in project_models():
         for field in model._meta.get_fields():
             if not (field.is_relation and field.concrete) or field.related_model is None:
                 continue
