@@ -4,6 +4,7 @@ every exception to the envelope (see core.envelope)."""
 from __future__ import annotations
 
 import logging
+import math
 import re
 from typing import Any, cast
 
@@ -186,7 +187,7 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     elif isinstance(exc, Throttled):
         message = "Too many requests; slow down."
         if exc.wait is not None:
-            headers["Retry-After"] = str(max(1, round(exc.wait)))
+            headers["Retry-After"] = str(max(1, math.ceil(exc.wait)))
     elif status == 400 and message.startswith("Cannot parse request body"):
         code, message = ErrorCode.MALFORMED_JSON, "The request body is not valid JSON."
     elif status == 403 and "CSRF" in message:

@@ -8,6 +8,7 @@ Views return ``ok(...)``; every failure (ours, Ninja's, Django's) leaves through
 
 from __future__ import annotations
 
+import math
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -104,7 +105,8 @@ def error_response(
 def app_error_response(error: AppError) -> HttpResponse:
     headers = {}
     if error.retry_after is not None:
-        headers["Retry-After"] = str(max(1, round(error.retry_after)))
+        # Whole seconds, rounded up: a wait of 1.4 s said as "1" sends the caller back too early.
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
     return error_response(
         error.code, error.message, status=error.status, details=error.details, headers=headers
     )

@@ -11,6 +11,8 @@ from django.test import Client, override_settings
 from accounts.keys import prefix_of
 from accounts.models import ApiKey, Organization, Role
 from config.api import api as ninja_api
+from core.envelope import app_error_response
+from core.errors import ProviderRateLimited
 from core.throttling import parse_rate
 from tests.conftest import Api, assert_envelope_error, assert_envelope_ok, new_key
 
@@ -154,3 +156,10 @@ def test_session_post_without_csrf_token_is_refused(org: Organization) -> None:
 
 def test_new_key_helper_makes_working_keys(org: Organization) -> None:
     assert_envelope_ok(Api(key=new_key(org)).get("/api/v1/me"))
+
+
+@pytest.mark.parametrize(("wait", "header"), [(0.2, "1"), (1.0, "1"), (1.4, "2"), (29.01, "30")])
+def test_retry_after_is_whole_seconds_rounded_up(wait: float, header: str) -> None:
+    response = app_error_response(ProviderRateLimited(retry_after=wait))
+    assert response.status_code == 429
+    assert response["Retry-After"] == header
