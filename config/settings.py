@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import dj_database_url
 import django_stubs_ext
 from cryptography.fernet import Fernet
-from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
+from csp.constants import NONCE, NONE, SELF
 
 from config.env import (
     env_bool,
@@ -334,8 +334,8 @@ PROVIDER_TIMEOUT_SECONDS = float(env_int("PROVIDER_TIMEOUT_SECONDS", 20))
 # Content Security Policy (django-csp, run inline by core.inline_middleware.CSPMiddleware), by
 # what a response is. HTML pages (wizard, admin, account pages, home): scripts only from our own
 # origin, no inline script anywhere; <style> elements need the request's nonce (templates:
-# nonce="{{ request.csp_nonce }}"); style attributes stay allowed (the admin's status badges
-# use them; CSS cannot fetch anything beyond 'self' under this policy). Forms
+# nonce="{{ request.csp_nonce }}"); no style attribute either (ours are classes: the admin's in
+# core/static/core/admin.css; scripts may still set styles through the DOM). Forms
 # post to us, and the connect wizard's form (Salesforce's login host choice) is answered with a
 # redirect to the provider's consent page, which Chromium checks against form-action too: every
 # configured provider's consent origins are allowed, My Domain hosts (validated by the provider,
@@ -358,7 +358,6 @@ CONTENT_SECURITY_POLICY: dict[str, Any] = {
         "default-src": [SELF],
         "script-src": [SELF],
         "style-src": [SELF, NONCE],
-        "style-src-attr": [UNSAFE_INLINE],
         "img-src": [SELF],
         "object-src": [NONE],
         "base-uri": [SELF],

@@ -11,7 +11,7 @@ from django.utils.safestring import SafeString
 
 from accounts.admin_scope import OrganizationScopedAdmin
 from accounts.audit import Actor
-from core.admin_badges import badge
+from core.admin_badges import Tone, badge
 from core.errors import AppError
 
 from .models import Connection, ConnectionStatus, OAuthAttempt, ProviderCallLog
@@ -23,10 +23,10 @@ from .sync.admin import SyncRunInline, full_resync, sync_now
 
 logger = logging.getLogger(__name__)
 
-BADGE_COLOURS = {
-    ConnectionStatus.ACTIVE: "#1f883d",
-    ConnectionStatus.NEEDS_REAUTH: "#bc4c00",
-    ConnectionStatus.DISCONNECTED: "#59636e",
+BADGE_COLOURS: dict[ConnectionStatus, Tone] = {
+    ConnectionStatus.ACTIVE: "green",
+    ConnectionStatus.NEEDS_REAUTH: "orange",
+    ConnectionStatus.DISCONNECTED: "grey",
 }
 
 

@@ -19,18 +19,18 @@ from django.utils.safestring import SafeString
 
 from accounts.admin_scope import OrganizationScopedAdmin
 from accounts.audit import Actor
-from core.admin_badges import badge
+from core.admin_badges import Tone, badge
 from core.errors import AppError
 
 from ..models import CrmWrite, WriteStatus
 from .service import write_replay, write_send_now
 
-STATUS_COLOURS = {
-    WriteStatus.PENDING: "#9a6700",
-    WriteStatus.SENDING: "#0969da",
-    WriteStatus.SUCCEEDED: "#1f883d",
-    WriteStatus.FAILED: "#cf222e",
-    WriteStatus.DEAD: "#6e7781",
+STATUS_COLOURS: dict[WriteStatus, Tone] = {
+    WriteStatus.PENDING: "amber",
+    WriteStatus.SENDING: "blue",
+    WriteStatus.SUCCEEDED: "green",
+    WriteStatus.FAILED: "red",
+    WriteStatus.DEAD: "slate",
 }
 
 

@@ -10,18 +10,18 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.safestring import SafeString
 
 from accounts.admin_scope import OrganizationScopedAdmin
-from core.admin_badges import badge
+from core.admin_badges import Tone, badge
 from core.errors import AppError
 
 from ..models import ACTIVE_SYNC_STATUSES, Connection, CrmRecord, SyncKind, SyncRun, SyncStatus
 from .service import object_types_of, sync_cancel, sync_request
 
-STATUS_COLOURS = {
-    SyncStatus.QUEUED: "#59636e",
-    SyncStatus.RUNNING: "#0969da",
-    SyncStatus.SUCCEEDED: "#1f883d",
-    SyncStatus.FAILED: "#cf222e",
-    SyncStatus.CANCELLED: "#bc4c00",
+STATUS_COLOURS: dict[SyncStatus, Tone] = {
+    SyncStatus.QUEUED: "grey",
+    SyncStatus.RUNNING: "blue",
+    SyncStatus.SUCCEEDED: "green",
+    SyncStatus.FAILED: "red",
+    SyncStatus.CANCELLED: "orange",
 }
 LIVE_REFRESH_SECONDS = 5
 

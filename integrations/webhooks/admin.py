@@ -15,17 +15,17 @@ from django.utils.safestring import SafeString
 
 from accounts.admin_scope import OrganizationScopedAdmin, organization_scope
 from accounts.audit import Actor
-from core.admin_badges import badge
+from core.admin_badges import Tone, badge
 
 from ..models import WebhookEvent, WebhookStatus
 from .service import webhook_replay
 
-BADGE_COLOURS = {
-    WebhookStatus.RECEIVED: "#0969da",
-    WebhookStatus.PROCESSED: "#1f883d",
-    WebhookStatus.UNROUTED: "#bc4c00",
-    WebhookStatus.IGNORED: "#59636e",
-    WebhookStatus.FAILED: "#cf222e",
+BADGE_COLOURS: dict[WebhookStatus, Tone] = {
+    WebhookStatus.RECEIVED: "blue",
+    WebhookStatus.PROCESSED: "green",
+    WebhookStatus.UNROUTED: "orange",
+    WebhookStatus.IGNORED: "grey",
+    WebhookStatus.FAILED: "red",
 }
 
 # Set by ``get_object`` on the event a page shows: the organisations the viewer may see.
@@ -159,7 +159,7 @@ class WebhookEventAdmin(OrganizationScopedAdmin[WebhookEvent]):
     @admin.display(description="payload")
     def payload_pretty(self, obj: WebhookEvent) -> SafeString:
         text = json.dumps(obj.payload, indent=2, sort_keys=True, ensure_ascii=False)
-        return format_html('<pre style="white-space:pre-wrap;margin:0">{}</pre>', text)
+        return format_html('<pre class="sb-text">{}</pre>', text)
 
     @admin.action(
         description="Replay: route again and re-trigger the fetches", permissions=["replay"]

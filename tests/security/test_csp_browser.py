@@ -24,6 +24,7 @@ from tests.e2e.conftest import browser_page  # noqa: F401 - the fixture, for thi
 from tests.e2e.test_connect_wizard import consent, sign_in
 from tests.factories import PASSWORD, make_membership, make_user
 from tests.processes import ROOT
+from workflows.services import workflow_ensure_defaults
 
 pytestmark = pytest.mark.live
 
@@ -155,6 +156,12 @@ def test_wizard_accounts_admin_and_docs_work_with_no_violation(
     page.goto(f"{base}/admin/integrations/connection/")
     page.check("#action-toggle")  # actions.js counts the selection
     assert page.inner_text(".action-counter") == "2 of 2 selected"
+    # Status badges are classes of core/admin.css, loaded on every admin page (no style
+    # attribute may be used): an active connection's badge is green.
+    badge = "#result_list .sb-badge.sb-green"
+    assert page.eval_on_selector(badge, "b => getComputedStyle(b).backgroundColor") == (
+        "rgb(31, 136, 61)"
+    )
     violations.assert_none(page, "the connections list")
 
     page.goto(f"{base}/admin/accounts/auditevent/?q=connection")  # search, filters, dates
@@ -164,6 +171,11 @@ def test_wizard_accounts_admin_and_docs_work_with_no_violation(
     styles = page.eval_on_selector_all("style", "nodes => nodes.map(n => n.textContent)")
     assert any("#result_list td span" in style for style in styles)
     violations.assert_none(page, "the workflow runs list")
+
+    workflow = workflow_ensure_defaults(org)[0]
+    page.goto(f"{base}/admin/workflows/workflow/{workflow.pk}/change/")  # recent runs' table
+    assert page.eval_on_selector("#recent-runs table", "t => t.className") == "sb-wide"
+    violations.assert_none(page, "a workflow's page")
 
     page.goto(f"{base}/admin/accounts/organization/add/")
     page.locator("#id_name").press_sequentially("Wonka Industries")  # prepopulate.js: the slug

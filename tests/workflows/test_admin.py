@@ -140,8 +140,8 @@ def test_runs_list_shows_badges_filters_and_no_n_plus_one(
     body = response.content.decode()
     for status in RunStatus:
         assert f">{status.label}</span>" in body, status
-    assert "background:#9a6700" in body
-    assert "background:#cf222e" in body
+    assert 'class="sb-badge sb-amber"' in body
+    assert 'class="sb-badge sb-red"' in body
     assert "2.5 s" in body
     assert "1,200 in / 34 out" in body
     assert body.count('class="field-status_badge"') == len(RunStatus)

@@ -14,30 +14,30 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from accounts.audit import Actor
-from core.admin_badges import badge
+from core.admin_badges import Tone, badge
 
 from ..models import ApprovalStatus, RunStatus, StepStatus, WorkflowRun
 
-RUN_COLOURS = {
-    RunStatus.QUEUED: "#59636e",
-    RunStatus.RUNNING: "#0969da",
-    RunStatus.WAITING_APPROVAL: "#9a6700",
-    RunStatus.SUCCEEDED: "#1f883d",
-    RunStatus.FAILED: "#cf222e",
-    RunStatus.CANCELLED: "#bc4c00",
+RUN_COLOURS: dict[RunStatus, Tone] = {
+    RunStatus.QUEUED: "grey",
+    RunStatus.RUNNING: "blue",
+    RunStatus.WAITING_APPROVAL: "amber",
+    RunStatus.SUCCEEDED: "green",
+    RunStatus.FAILED: "red",
+    RunStatus.CANCELLED: "orange",
 }
-STEP_COLOURS = {
-    StepStatus.RUNNING: "#0969da",
-    StepStatus.SUCCEEDED: "#1f883d",
-    StepStatus.FAILED: "#cf222e",
-    StepStatus.INTERRUPTED: "#9a6700",
-    StepStatus.CANCELLED: "#bc4c00",
+STEP_COLOURS: dict[StepStatus, Tone] = {
+    StepStatus.RUNNING: "blue",
+    StepStatus.SUCCEEDED: "green",
+    StepStatus.FAILED: "red",
+    StepStatus.INTERRUPTED: "amber",
+    StepStatus.CANCELLED: "orange",
 }
-APPROVAL_COLOURS = {
-    ApprovalStatus.PENDING: "#9a6700",
-    ApprovalStatus.APPROVED: "#1f883d",
-    ApprovalStatus.REJECTED: "#cf222e",
-    ApprovalStatus.CANCELLED: "#59636e",
+APPROVAL_COLOURS: dict[ApprovalStatus, Tone] = {
+    ApprovalStatus.PENDING: "amber",
+    ApprovalStatus.APPROVED: "green",
+    ApprovalStatus.REJECTED: "red",
+    ApprovalStatus.CANCELLED: "grey",
 }
 LIVE_REFRESH_SECONDS = 5
 
@@ -102,7 +102,7 @@ def pretty_json(value: Any) -> str:
 def json_block(value: Any) -> SafeString | str:
     if value is None or value == {} or value == []:
         return "-"
-    return format_html('<pre style="margin:0;white-space:pre-wrap">{}</pre>', pretty_json(value))
+    return format_html('<pre class="sb-text">{}</pre>', pretty_json(value))
 
 
 def value_text(value: Any) -> str:
